@@ -1,0 +1,2 @@
+# Deliberately import-free: nova-scheduler and Nova's functional harness choose
+# the concurrency mode (eventlet or threading) before anything else is imported.
