@@ -1,0 +1,139 @@
+"""oslo.config options of nova-kronos.
+
+The options live in nova.conf next to Nova's own, so the weigher and filter
+read them inside nova-scheduler, and ``nova-kronos-manage`` reads the same
+file through ``--config-file``. ``list_opts()`` feeds oslo-config-generator
+(entry point ``oslo.config.opts = nova_kronos = nova_kronos.conf:list_opts``).
+"""
+
+from keystoneauth1 import loading as ks_loading
+from oslo_config import cfg
+
+kronos_group = cfg.OptGroup(
+    'kronos', title='nova-kronos',
+    help='Load-aware weigher, filter and rebalancer driven by Prometheus.')
+prometheus_group = cfg.OptGroup(
+    'kronos_prometheus', title='nova-kronos Prometheus access')
+rebalance_group = cfg.OptGroup(
+    'kronos_rebalance', title='nova-kronos rebalance command')
+nova_group = cfg.OptGroup(
+    'kronos_nova', title='nova-kronos Nova API credentials',
+    help='keystoneauth1 options used by "nova-kronos-manage kronos '
+         'rebalance" to reach the Nova and Placement APIs, as Nova does for '
+         'its own service clients. Ignored when [kronos_rebalance] cloud '
+         'names a clouds.yaml cloud.')
+
+kronos_opts = [
+    cfg.StrOpt('policies_file', default='/etc/nova/kronos-policies.yaml',
+               help='Path of the policies YAML file (see '
+                    'etc/nova-kronos/policies.yaml.sample).'),
+    cfg.StrOpt('metric_source', default='prometheus',
+               help='Metric source plugin (stevedore namespace '
+                    'nova_kronos.metric_sources): "prometheus", or "file" '
+                    'to read a JSON snapshot from metrics_file.'),
+    cfg.StrOpt('metrics_file',
+               help='JSON snapshot read by the "file" metric source.'),
+    cfg.FloatOpt('weigher_cache_ttl', default=30.0, min=0.0,
+                 help='Seconds the weigher and filter reuse host loads '
+                      'fetched from the metric source. 0 fetches on every '
+                      'scheduling request.'),
+    cfg.FloatOpt('weight_multiplier', default=1.0,
+                 help='Multiplier of the kronos weigher. Overridden per '
+                      'aggregate by the aggregate metadata key '
+                      'kronos_weight_multiplier (the minimum wins when a '
+                      'host is in several aggregates, as for Nova\'s own '
+                      'weighers).'),
+    cfg.BoolOpt('filter_fail_open', default=True,
+                help='When host loads cannot be fetched, let the filter '
+                     'pass every host (true) or reject every host (false).'),
+    cfg.FloatOpt('log_interval', default=60.0, min=0.0,
+                 help='Minimum seconds between two warnings about an '
+                      'unreachable metric source from the weigher/filter.'),
+]
+
+prometheus_opts = [
+    cfg.URIOpt('url', default='http://127.0.0.1:9090',
+               schemes=['http', 'https'],
+               help='Base URL of the Prometheus HTTP API, including any '
+                    'path prefix (e.g. https://mon.example.org/prometheus).'),
+    cfg.FloatOpt('timeout', default=5.0, min=0.1,
+                 help='Seconds before one PromQL query times out.'),
+    cfg.IntOpt('retries', default=1, min=0,
+               help='Retries of a failed PromQL query.'),
+    cfg.StrOpt('ca_file', help='CA bundle to verify the Prometheus TLS '
+                               'certificate.'),
+    cfg.BoolOpt('insecure', default=False,
+                help='Skip TLS certificate verification.'),
+    cfg.StrOpt('username', help='HTTP basic auth user name.'),
+    cfg.StrOpt('password', secret=True, help='HTTP basic auth password.'),
+    cfg.StrOpt('bearer_token', secret=True,
+               help='Bearer token sent in the Authorization header.'),
+]
+
+rebalance_opts = [
+    cfg.ListOpt('aggregates', default=[],
+                help='Host aggregates to rebalance. Empty means every '
+                     'aggregate (within availability_zone, if set).'),
+    cfg.StrOpt('availability_zone',
+               help='Only rebalance aggregates of this availability zone.'),
+    cfg.BoolOpt('dry_run', default=True,
+                help='Plan without migrating unless --execute is given.'),
+    cfg.IntOpt('max_migrations', default=5, min=0,
+               help='Largest number of live migrations one run plans.'),
+    cfg.FloatOpt('min_improvement', default=0.001, min=0.0,
+                 help='A move is planned only if it lowers the combined '
+                      'imbalance of its aggregate by at least this much.'),
+    cfg.IntOpt('migration_timeout', default=600, min=1,
+               help='Seconds to wait for one live migration to finish.'),
+    cfg.FloatOpt('poll_interval', default=2.0, min=0.01,
+                 help='Seconds between two polls of a live migration.'),
+    cfg.StrOpt('planner', default='spread',
+               help='Planner plugin (stevedore namespace '
+                    'nova_kronos.planners).'),
+    cfg.StrOpt('cloud',
+               help='clouds.yaml cloud name for the Nova API. When unset, '
+                    'the [kronos_nova] keystoneauth options are used.'),
+    cfg.IntOpt('interval', default=0, min=0,
+               help='Seconds between runs in periodic mode (--periodic); '
+                    '0 runs once.'),
+]
+
+
+def register_opts(conf):
+    conf.register_group(kronos_group)
+    conf.register_opts(kronos_opts, group=kronos_group)
+    conf.register_group(prometheus_group)
+    conf.register_opts(prometheus_opts, group=prometheus_group)
+    conf.register_group(rebalance_group)
+    conf.register_opts(rebalance_opts, group=rebalance_group)
+    conf.register_group(nova_group)
+    ks_loading.register_session_conf_options(conf, nova_group.name)
+    ks_loading.register_auth_conf_options(conf, nova_group.name)
+    ks_loading.register_adapter_conf_options(conf, nova_group.name)
+
+
+def _keystone_opts():
+    opts = (ks_loading.get_session_conf_options()
+            + ks_loading.get_auth_common_conf_options()
+            + ks_loading.get_adapter_conf_options(include_deprecated=False))
+    opts += ks_loading.get_auth_plugin_conf_options('password')
+    seen, unique = set(), []
+    for opt in opts:
+        if opt.dest not in seen:
+            seen.add(opt.dest)
+            unique.append(opt)
+    return unique
+
+
+def list_opts():
+    """Options for oslo-config-generator, as (group, opts) pairs."""
+    return [
+        (kronos_group, kronos_opts),
+        (prometheus_group, prometheus_opts),
+        (rebalance_group, rebalance_opts),
+        (nova_group, _keystone_opts()),
+    ]
+
+
+CONF = cfg.CONF
+register_opts(CONF)

@@ -1,0 +1,25 @@
+"""Constraints on moves: which server may go to which host.
+
+Each constraint is a callable ``(state, servers, hosts) -> bool array
+[len(servers), len(hosts)]`` over index arrays into a
+:class:`nova_kronos.planner.state.PlanningState`; True means allowed. They
+are pure numpy over indexed arrays (no scan of the fleet per candidate), and
+are applied in order by the planner, which counts how many candidate moves
+each one rejected so a plan can say why a host was not chosen.
+
+This package is part of the pure core: it imports neither Nova nor
+openstacksdk.
+"""
+
+from nova_kronos.constraints import capacity
+from nova_kronos.constraints import hosts
+from nova_kronos.constraints import server_groups
+
+#: (name, callable) in the order they are applied.
+DEFAULT = (
+    ('host-usable', hosts.usable),
+    ('availability-zone', hosts.same_availability_zone),
+    ('capacity', capacity.fits),
+    ('threshold', capacity.under_threshold),
+    ('server-group', server_groups.allowed),
+)

@@ -1,0 +1,164 @@
+"""Metric sources: where host loads and server shares come from.
+
+A source runs each enabled policy's ``host_query`` (and, for the rebalancer,
+``vm_query``) once per cycle and returns a :class:`Snapshot`. Sources are
+plugins in the stevedore namespace ``nova_kronos.metric_sources``.
+
+This module is part of the pure core: it imports neither Nova nor
+openstacksdk.
+"""
+
+import dataclasses
+import logging
+import math
+
+LOG = logging.getLogger(__name__)
+
+NAMESPACE = 'nova_kronos.metric_sources'
+
+#: Loads within this distance outside [0, 1] are clipped: float noise from
+#: rate() arithmetic, not a broken query.
+RANGE_TOLERANCE = 1e-6
+
+
+class MetricsError(Exception):
+    """The metric source cannot answer (down, slow, HTTP error, bad reply)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Exclusion:
+    """A host or server left out of one policy, with the reason.
+
+    :ivar policy: policy name.
+    :ivar kind: ``'host'`` or ``'vm'``.
+    :ivar name: Nova host name, server UUID, or raw label value.
+    :ivar reason: human-readable reason.
+    :ivar error: True when it points at bad data (value out of range,
+        duplicate sample) rather than missing data.
+    """
+
+    policy: str
+    kind: str
+    name: str
+    reason: str
+    error: bool = False
+
+
+@dataclasses.dataclass
+class PolicyData:
+    """One policy's results: ``hosts`` maps host -> load, ``vms`` UUID -> share."""
+
+    hosts: dict = dataclasses.field(default_factory=dict)
+    vms: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """Results of one collection cycle.
+
+    :ivar data: dict policy name -> :class:`PolicyData`.
+    :ivar exclusions: list of :class:`Exclusion`.
+    """
+
+    data: dict = dataclasses.field(default_factory=dict)
+    exclusions: list = dataclasses.field(default_factory=list)
+
+
+class MetricSource:
+    """Base class of metric sources.
+
+    Subclasses implement :meth:`query`, which returns raw
+    ``[(labels: dict, value: float)]`` for one PromQL query;
+    :meth:`collect` does the label mapping and validation.
+    """
+
+    def __init__(self, conf=None):
+        self.conf = conf
+
+    def query(self, promql):
+        """Run one instant query.
+
+        :returns: list of ``(labels dict, float value)``.
+        :raises MetricsError: the source could not answer.
+        """
+        raise NotImplementedError
+
+    def collect(self, policy_set, hosts=None, vms=True):
+        """Query every enabled policy once and validate the results.
+
+        :param policy_set: :class:`nova_kronos.policy.PolicySet`.
+        :param hosts: optional iterable of the Nova host names of interest;
+            known hosts missing from a policy's result are reported as
+            excluded, and results for other hosts are dropped quietly.
+        :param vms: also run the ``vm_query`` of each policy.
+        :returns: :class:`Snapshot`.
+        :raises MetricsError: a query failed (no partial result is returned).
+        """
+        wanted = None if hosts is None else set(hosts)
+        snap = Snapshot()
+        mapping = policy_set.host_mapping
+        for policy in policy_set.enabled:
+            pdata = PolicyData()
+            snap.data[policy.name] = pdata
+            self._fill(policy, 'host', policy.host_query, policy.host_label,
+                       mapping.to_host, pdata.hosts, snap.exclusions, wanted)
+            if wanted is not None:
+                reported = {e.name for e in snap.exclusions
+                            if e.policy == policy.name}
+                for host in sorted(wanted - set(pdata.hosts) - reported):
+                    snap.exclusions.append(Exclusion(
+                        policy.name, 'host', host,
+                        'no sample in the host_query result'))
+            if vms:
+                self._fill(policy, 'vm', policy.vm_query, policy.vm_label,
+                           str, pdata.vms, snap.exclusions, None)
+        return snap
+
+    def _fill(self, policy, kind, promql, label, to_name, out, exclusions,
+              wanted):
+        duplicates = set()
+        for labels, value in self.query(promql):
+            raw = labels.get(label)
+            if raw is None:
+                exclusions.append(Exclusion(
+                    policy.name, kind, repr(labels),
+                    'sample has no %r label' % label, error=True))
+                continue
+            name = to_name(raw)
+            if wanted is not None and name not in wanted:
+                continue
+            if name in out or name in duplicates:
+                duplicates.add(name)
+                out.pop(name, None)
+                continue
+            if not isinstance(value, float) or math.isnan(value):
+                exclusions.append(Exclusion(
+                    policy.name, kind, name, 'value is not a number'))
+                continue
+            if not -RANGE_TOLERANCE <= value <= 1 + RANGE_TOLERANCE:
+                exclusions.append(Exclusion(
+                    policy.name, kind, name,
+                    'value %g is outside [0, 1] (label %s=%r): check the '
+                    'query' % (value, label, raw), error=True))
+                continue
+            out[name] = min(max(value, 0.0), 1.0)
+        for name in sorted(duplicates):
+            exclusions.append(Exclusion(
+                policy.name, kind, name,
+                'several samples map to it: make the query return one per '
+                '%s' % kind, error=True))
+
+
+def load_source(name, conf):
+    """Load a metric source plugin by name through stevedore.
+
+    :raises MetricsError: no such plugin.
+    """
+    from stevedore import driver
+    try:
+        mgr = driver.DriverManager(NAMESPACE, name, invoke_on_load=True,
+                                   invoke_args=(conf,))
+    except Exception as e:
+        raise MetricsError('cannot load metric source %r from namespace %s: '
+                           '%s' % (name, NAMESPACE, e)) from e
+    return mgr.driver

@@ -1,0 +1,84 @@
+"""Planners turn a fleet and its metrics into an ordered list of moves.
+
+Planners are plugins in the stevedore namespace ``nova_kronos.planners``;
+each is a class taking keyword options and offering
+``plan(fleet, policy_set, snapshot, max_migrations) -> Plan``.
+
+This package is part of the pure core: it imports neither Nova nor
+openstacksdk.
+"""
+
+import dataclasses
+
+NAMESPACE = 'nova_kronos.planners'
+
+
+@dataclasses.dataclass
+class Move:
+    """One planned live migration.
+
+    ``imbalance_before`` / ``imbalance_after`` are the combined imbalance of
+    the move's aggregate just before and just after this move (the moves of
+    a plan are applied in order).
+    """
+
+    server_id: str
+    server_name: str
+    source: str
+    destination: str
+    aggregate: str
+    reason: str
+    imbalance_before: float
+    imbalance_after: float
+
+
+@dataclasses.dataclass
+class AggregateReport:
+    """Per-aggregate loads and imbalance before and after the plan.
+
+    ``loads_before`` / ``loads_after`` map policy -> host -> load (hosts
+    with complete data only); ``rejections`` maps a constraint name to the
+    number of candidate moves it rejected in the last planning step.
+    """
+
+    name: str
+    hosts: list
+    imbalance_before: float
+    imbalance_after: float
+    dispersion_before: dict
+    dispersion_after: dict
+    loads_before: dict
+    loads_after: dict
+    rejections: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Plan:
+    """The result of planning: moves in order, reports and exclusions.
+
+    ``exclusions`` is a list of ``(kind, name, reason)`` for hosts and
+    servers left out of planning (no data, service down, not ACTIVE, ...).
+    """
+
+    moves: list = dataclasses.field(default_factory=list)
+    aggregates: list = dataclasses.field(default_factory=list)
+    exclusions: list = dataclasses.field(default_factory=list)
+
+
+class PlannerError(Exception):
+    """The planner cannot be loaded or cannot plan."""
+
+
+def load_planner(name, **options):
+    """Load a planner plugin by name through stevedore.
+
+    :raises PlannerError: no such plugin.
+    """
+    from stevedore import driver
+    try:
+        mgr = driver.DriverManager(NAMESPACE, name, invoke_on_load=True,
+                                   invoke_kwds=options)
+    except Exception as e:
+        raise PlannerError('cannot load planner %r from namespace %s: %s'
+                           % (name, NAMESPACE, e)) from e
+    return mgr.driver

@@ -1,0 +1,132 @@
+"""Indexed arrays a planner works on, built once per run from the fleet.
+
+Hosts and servers get integer indexes; every per-host, per-server and
+per-group quantity is a numpy array, so constraints and scoring are
+vectorised and a planned move updates the state in O(P + 1).
+"""
+
+import numpy as np
+
+from nova_kronos.constraints import server_groups
+
+
+class PlanningState:
+    """The mutable planning view of a :class:`nova_kronos.fleet.Fleet`.
+
+    :param fleet: the fleet (hosts, servers, groups).
+    :param policies: the enabled :class:`nova_kronos.policy.Policy` list.
+    :param loads: dict policy name -> dict host -> load; hosts lacking a
+        load for any policy must already be left out of ``fleet_hosts``.
+    :param shares: dict policy name -> dict server id -> share.
+    :param fleet_hosts: host names to index (those with complete data).
+    :param candidates: server ids that may be moved (on indexed hosts).
+
+    Arrays (``P`` policies, ``H`` hosts, ``V`` candidate servers, ``G``
+    groups): ``loads`` [P, H], ``shares`` [P, V], ``capacity`` [P, H],
+    ``thresholds`` [P], ``weights`` [P], ``src`` [V], ``vcpus`` and
+    ``memory_mb`` [V], ``free_vcpus``, ``free_memory_mb``, ``usable``, ``az``
+    [H], ``group`` [V] (-1 for none), ``group_policy``, ``group_max`` [G],
+    ``group_counts`` [G, H] (members of each group on each host, counting
+    all servers of the fleet, not only candidates).
+    """
+
+    def __init__(self, fleet, policies, loads, shares, fleet_hosts,
+                 candidates):
+        self.policies = list(policies)
+        self.host_names = list(fleet_hosts)
+        self.host_index = {h: i for i, h in enumerate(self.host_names)}
+        hosts = [fleet.hosts[h] for h in self.host_names]
+        self.servers = [fleet.servers[s] for s in candidates]
+        n_p = len(self.policies)
+
+        self.weights = np.array([p.weight for p in self.policies])
+        self.thresholds = np.array([p.threshold for p in self.policies])
+        self.loads = np.array([[loads[p.name][h] for h in self.host_names]
+                               for p in self.policies]).reshape(
+                                   n_p, len(hosts))
+        self.shares = np.array([[shares[p.name][s.id] for s in self.servers]
+                                for p in self.policies]).reshape(
+                                    n_p, len(self.servers))
+        self.capacity = np.array([
+            [_capacity(h, p.resource) for h in hosts]
+            for p in self.policies]).reshape(n_p, len(hosts))
+        self.src = np.array([self.host_index[s.host] for s in self.servers],
+                            dtype=int)
+        self.vcpus = np.array([s.vcpus for s in self.servers], dtype=float)
+        self.memory_mb = np.array([s.memory_mb for s in self.servers],
+                                  dtype=float)
+        self.free_vcpus = np.array([h.free_vcpus for h in hosts], dtype=float)
+        self.free_memory_mb = np.array([h.free_memory_mb for h in hosts],
+                                       dtype=float)
+        self.usable = np.array([h.usable for h in hosts], dtype=bool)
+        zones = {}
+        self.az = np.array([zones.setdefault(h.availability_zone, len(zones))
+                            for h in hosts], dtype=int)
+
+        group_ids = list(fleet.groups)
+        gindex = {g: i for i, g in enumerate(group_ids)}
+        groups = [fleet.groups[g] for g in group_ids]
+        self.group = np.array([gindex.get(s.group_id, -1)
+                               for s in self.servers], dtype=int)
+        self.group_policy = np.array(
+            [server_groups.POLICY_CODES[g.policy] for g in groups], dtype=int)
+        self.group_max = np.array([g.max_server_per_host or 1 for g in groups],
+                                  dtype=int)
+        self.group_counts = np.zeros((len(groups), len(hosts)), dtype=int)
+        for gi, g in enumerate(groups):
+            for member in g.members:
+                server = fleet.servers.get(member)
+                if server is not None and server.host in self.host_index:
+                    self.group_counts[gi, self.host_index[server.host]] += 1
+        self.moved = np.zeros(len(self.servers), dtype=bool)
+
+    def _k(self, p, servers, hosts):
+        cap = self.capacity[p]
+        cap_src = cap[self.src[servers]][:, None]
+        cap_dst = cap[hosts][None, :]
+        known = (cap_src > 0) & (cap_dst > 0)
+        return np.where(known, cap_src / np.where(known, cap_dst, 1.0), 1.0)
+
+    def added_load(self, p, servers, hosts):
+        """Load policy ``p`` would add on each host: [len(servers), len(hosts)].
+
+        A share is relative to the server's current host, so it is scaled
+        by ``capacity[src] / capacity[dst]`` when the policy names a
+        resource and both capacities are known.
+        """
+        return self.shares[p, servers][:, None] * self._k(p, servers, hosts)
+
+    def scale(self, servers, hosts):
+        """The ``k`` factors of :func:`nova_kronos.scoring.candidate_imbalance`,
+        [P, len(servers), len(hosts)], or None when every policy has k = 1."""
+        if not (self.capacity > 0).any():
+            return None
+        return np.stack([self._k(p, servers, hosts)
+                         for p in range(len(self.policies))])
+
+    def apply(self, v, dst):
+        """Record the move of candidate ``v`` to host index ``dst``."""
+        src = self.src[v]
+        for p in range(len(self.policies)):
+            added = self.added_load(p, np.array([v]), np.array([dst]))[0, 0]
+            self.loads[p, src] -= self.shares[p, v]
+            self.loads[p, dst] += added
+            self.shares[p, v] = added
+        self.free_vcpus[src] += self.vcpus[v]
+        self.free_vcpus[dst] -= self.vcpus[v]
+        self.free_memory_mb[src] += self.memory_mb[v]
+        self.free_memory_mb[dst] -= self.memory_mb[v]
+        g = self.group[v]
+        if g >= 0:
+            self.group_counts[g, src] -= 1
+            self.group_counts[g, dst] += 1
+        self.src[v] = dst
+        self.moved[v] = True
+
+
+def _capacity(host, resource):
+    if resource == 'vcpu':
+        return float(host.vcpus or 0)
+    if resource == 'memory_mb':
+        return float(host.memory_mb or 0)
+    return 0.0

@@ -1,0 +1,259 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Synthetic exporter data with exactly known rates.
+
+A :class:`SyntheticCloud` describes hypervisors and the VMs on them.  From
+it, :meth:`SyntheticCloud.series` produces the time series that
+node_exporter (``job="node"``, port 9100) and the inovex libvirt exporter
+(``job="libvirt"``, port 9177) would have exposed for the last ten minutes,
+sampled every 15 s, with perfectly linear counters so that
+``rate(x[5m])`` evaluated at ``now`` gives the configured rate exactly
+(up to float rounding).  :meth:`SyntheticCloud.expected` gives the values
+the sample policies in ``etc/nova-kronos/policies.yaml.sample`` must return.
+
+Model -> series:
+
+* node_exporter, ``instance="<host>:9100"``:
+
+  - ``node_cpu_seconds_total{cpu="0".."N-1", mode="user"|"idle"}``; the
+    busy rate ``overhead_cores + sum(vm.busy_cores)`` is spread evenly over
+    the N cpus as ``mode="user"``, the rest of each cpu is ``mode="idle"``.
+  - ``node_memory_MemTotal_bytes = mem_bytes``
+  - ``node_memory_MemAvailable_bytes = mem_bytes - sum(vm.rss_bytes)
+    - mem_overhead_bytes`` (``mem_overhead_bytes`` defaults to 0).
+  - ``node_uname_info{nodename="<host>", ...} 1``
+
+* libvirt exporter, ``instance="<host>:9177"``, per VM:
+
+  - ``libvirt_domain_openstack_info{domain, instance_name, instance_id,
+    flavor_name, project_id, ...} 1``
+  - ``libvirt_domain_info_cpu_time_seconds_total{domain}`` rising at
+    ``busy_cores`` per second,
+  - ``libvirt_domain_info_virtual_cpus{domain} = vcpus``
+  - ``libvirt_domain_memory_stats_rss_bytes{domain} = rss_bytes``
+
+Queries must be evaluated at ``now`` (the time of the last sample), or at
+most ~15 s later, for rates to be exact: Prometheus extrapolates a rate
+window to its ends only while the gap to the nearest sample is below 1.1x
+the sample interval.
+"""
+
+import dataclasses
+import time
+from typing import List, Optional
+
+NODE_PORT = 9100
+LIBVIRT_PORT = 9177
+DEFAULT_INTERVAL = 15      # seconds between samples
+DEFAULT_DURATION = 600     # seconds of history (must exceed the 5m window)
+
+
+@dataclasses.dataclass
+class SyntheticVM:
+    uuid: str
+    domain: str                 # libvirt name, e.g. "instance-0000000a"
+    vcpus: int
+    busy_cores: float           # CPU seconds consumed per second
+    rss_bytes: int
+    flavor_name: str = 'm1.small'
+    project_id: str = '0123456789abcdef0123456789abcdef'
+    name: Optional[str] = None  # display name; defaults to the uuid prefix
+
+
+@dataclasses.dataclass
+class SyntheticHost:
+    name: str
+    cpus: int
+    mem_bytes: int
+    overhead_cores: float = 0.0          # busy cores not owned by any VM
+    vms: List[SyntheticVM] = dataclasses.field(default_factory=list)
+    mem_overhead_bytes: int = 0          # used memory not owned by any VM
+
+    def busy_cores(self):
+        return self.overhead_cores + sum(vm.busy_cores for vm in self.vms)
+
+    def mem_available(self):
+        return (self.mem_bytes - self.mem_overhead_bytes
+                - sum(vm.rss_bytes for vm in self.vms))
+
+
+def _linear(base, rate, start, timestamps):
+    return [(ts * 1000, base + rate * (ts - start)) for ts in timestamps]
+
+
+def _constant(value, timestamps):
+    value = float(value)
+    return [(ts * 1000, value) for ts in timestamps]
+
+
+class SyntheticCloud(object):
+    """Hypervisors and their VMs, convertible to exporter time series."""
+
+    def __init__(self, hosts, interval=DEFAULT_INTERVAL,
+                 duration=DEFAULT_DURATION):
+        self.hosts = list(hosts)
+        self.interval = int(interval)
+        self.duration = int(duration)
+        self.validate()
+
+    # -- model ------------------------------------------------------------
+
+    def host(self, name):
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError('no synthetic host %r' % name)
+
+    def find(self, uuid):
+        """Return ``(host, vm)`` for a VM uuid."""
+        for host in self.hosts:
+            for vm in host.vms:
+                if vm.uuid == uuid:
+                    return host, vm
+        raise KeyError('no synthetic VM %r' % uuid)
+
+    def move(self, uuid, dest_host, domain=None):
+        """Migrate a VM to the host named ``dest_host``.
+
+        ``domain`` optionally renames its libvirt domain (domain names are
+        only unique per hypervisor).
+        """
+        source, vm = self.find(uuid)
+        dest = self.host(dest_host)
+        source.vms.remove(vm)
+        if domain is not None:
+            vm.domain = domain
+        dest.vms.append(vm)
+        self.validate()
+        return vm
+
+    def validate(self):
+        names = [h.name for h in self.hosts]
+        if len(set(names)) != len(names):
+            raise ValueError('duplicate host names: %s' % names)
+        uuids = set()
+        for host in self.hosts:
+            if host.cpus < 1:
+                raise ValueError('%s: cpus must be >= 1' % host.name)
+            if not 0 <= host.busy_cores() <= host.cpus:
+                raise ValueError('%s: busy cores %s outside [0, %d]'
+                                 % (host.name, host.busy_cores(), host.cpus))
+            if host.mem_available() < 0:
+                raise ValueError('%s: memory overcommitted' % host.name)
+            domains = set()
+            for vm in host.vms:
+                if vm.uuid in uuids:
+                    raise ValueError('duplicate VM uuid %s' % vm.uuid)
+                if vm.domain in domains:
+                    raise ValueError('%s: duplicate domain %s'
+                                     % (host.name, vm.domain))
+                if vm.busy_cores < 0:
+                    raise ValueError('%s: negative busy_cores' % vm.uuid)
+                uuids.add(vm.uuid)
+                domains.add(vm.domain)
+
+    # -- series -----------------------------------------------------------
+
+    def timestamps(self, now):
+        """Sample times in whole seconds, ending exactly at ``now``."""
+        now = int(now)
+        count = self.duration // self.interval
+        return [now - (count - i) * self.interval for i in range(count + 1)]
+
+    def series(self, now):
+        """Yield ``(labels, [(timestamp_ms, value), ...])`` for all series.
+
+        Sample times are whole seconds ending at ``now`` (seconds).
+        """
+        self.validate()
+        stamps = self.timestamps(now)
+        start = stamps[0]
+        for host in self.hosts:
+            yield from self._node_series(host, stamps, start)
+            yield from self._libvirt_series(host, stamps, start)
+
+    def _node_series(self, host, stamps, start):
+        common = {'instance': '%s:%d' % (host.name, NODE_PORT),
+                  'job': 'node'}
+        user_rate = host.busy_cores() / host.cpus
+        idle_rate = 1.0 - user_rate
+        for cpu in range(host.cpus):
+            # Large, distinct bases (like a machine up for ~12 days) make
+            # sure extrapolation never clamps at zero.
+            for mode, rate, base in (('idle', idle_rate, 1.0e6),
+                                     ('user', user_rate, 2.0e5)):
+                labels = dict(common, __name__='node_cpu_seconds_total',
+                              cpu=str(cpu), mode=mode)
+                yield labels, _linear(base + cpu, rate, start, stamps)
+        yield (dict(common, __name__='node_memory_MemTotal_bytes'),
+               _constant(host.mem_bytes, stamps))
+        yield (dict(common, __name__='node_memory_MemAvailable_bytes'),
+               _constant(host.mem_available(), stamps))
+        yield (dict(common, __name__='node_uname_info', nodename=host.name,
+                    sysname='Linux', release='6.1.0-synthetic',
+                    version='#1 SMP', machine='x86_64',
+                    domainname='(none)'),
+               _constant(1, stamps))
+
+    def _libvirt_series(self, host, stamps, start):
+        common = {'instance': '%s:%d' % (host.name, LIBVIRT_PORT),
+                  'job': 'libvirt'}
+        for idx, vm in enumerate(host.vms):
+            per_domain = dict(common, domain=vm.domain)
+            yield (dict(per_domain, __name__='libvirt_domain_openstack_info',
+                        instance_name=vm.name or 'vm-%s' % vm.uuid[:8],
+                        instance_id=vm.uuid, flavor_name=vm.flavor_name,
+                        project_id=vm.project_id, project_name='demo',
+                        user_id='fedcba9876543210fedcba9876543210',
+                        user_name='demo'),
+                   _constant(1, stamps))
+            yield (dict(per_domain,
+                        __name__='libvirt_domain_info_cpu_time_seconds_total'),
+                   _linear(1000.0 * (idx + 1), vm.busy_cores, start, stamps))
+            yield (dict(per_domain,
+                        __name__='libvirt_domain_info_virtual_cpus'),
+                   _constant(vm.vcpus, stamps))
+            yield (dict(per_domain,
+                        __name__='libvirt_domain_memory_stats_rss_bytes'),
+                   _constant(vm.rss_bytes, stamps))
+
+    # -- expectations -----------------------------------------------------
+
+    def expected(self):
+        """Exact values the sample ``cpu`` and ``memory`` policies return.
+
+        ``{"cpu": {"hosts": {host: load}, "vms": {uuid: share}},
+           "memory": {...}}``
+        """
+        cpu = {'hosts': {}, 'vms': {}}
+        mem = {'hosts': {}, 'vms': {}}
+        for host in self.hosts:
+            cpu['hosts'][host.name] = host.busy_cores() / host.cpus
+            mem['hosts'][host.name] = 1 - host.mem_available() / host.mem_bytes
+            for vm in host.vms:
+                cpu['vms'][vm.uuid] = vm.busy_cores / host.cpus
+                mem['vms'][vm.uuid] = vm.rss_bytes / host.mem_bytes
+        return {'cpu': cpu, 'memory': mem}
+
+    # -- loading ----------------------------------------------------------
+
+    def load_into(self, server, now=None):
+        """Remote-write all series into ``server`` (a PrometheusServer).
+
+        ``now`` defaults to the current time (whole seconds).  Returns the
+        ``now`` used; evaluate queries at that time.
+        """
+        if now is None:
+            now = int(time.time())
+        server.remote_write(self.series(now))
+        return int(now)
