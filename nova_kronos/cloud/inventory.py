@@ -1,0 +1,170 @@
+"""Read the fleet from the Nova and Placement APIs through openstacksdk.
+
+Calls (compute microversion negotiated up to ``2.latest``):
+
+* ``GET /os-aggregates`` - aggregates, their hosts, AZ and metadata;
+* ``GET /os-services?binary=nova-compute`` - state (up/down), status
+  (enabled/disabled), ``forced_down``;
+* ``GET /os-hypervisors/detail`` - hypervisor id = compute node UUID =
+  Placement resource provider UUID (microversion >= 2.53);
+* ``GET /resource_providers/{uuid}/inventories`` and ``/usages``
+  (Placement) - VCPU and MEMORY_MB totals, reserved, allocation ratios and
+  usage;
+* ``GET /servers/detail?all_tenants=1`` - host, status, task state and the
+  embedded flavor (vcpus, ram; microversion >= 2.47);
+* ``GET /os-server-groups?all_projects=1`` - policy, rules
+  (``max_server_per_host``, microversion >= 2.64) and members.
+"""
+
+from oslo_log import log as logging
+
+from nova_kronos import fleet
+
+LOG = logging.getLogger(__name__)
+
+PLACEMENT_MICROVERSION = '1.19'
+
+
+class InventoryError(Exception):
+    """The inventory cannot be read or a requested scope does not exist."""
+
+
+def placement_get(conn, path):
+    """GET a Placement path and return the decoded JSON body.
+
+    :raises InventoryError: on any HTTP or transport error.
+    """
+    try:
+        resp = conn.placement.get(
+            path, microversion=PLACEMENT_MICROVERSION,
+            headers={'Accept': 'application/json'})
+    except Exception as e:
+        raise InventoryError('Placement GET %s failed: %s' % (path, e)) from e
+    if resp.status_code >= 400:
+        raise InventoryError('Placement GET %s answered HTTP %s: %s'
+                             % (path, resp.status_code, resp.text[:200]))
+    return resp.json()
+
+
+def _capacity(inventory, resource):
+    inv = inventory.get(resource)
+    if not inv:
+        return 0.0, 0.0
+    total = float(inv.get('total', 0))
+    usable = (total - float(inv.get('reserved', 0))) * float(
+        inv.get('allocation_ratio', 1.0))
+    return total, usable
+
+
+def read_fleet(conn, aggregates=(), availability_zone=None):
+    """Build a :class:`nova_kronos.fleet.Fleet` for the requested scope.
+
+    :param conn: ``openstack.connection.Connection`` with admin rights.
+    :param aggregates: aggregate names; empty means every aggregate.
+    :param availability_zone: keep only aggregates in this zone.
+    :returns: :class:`nova_kronos.fleet.Fleet` whose ``aggregates`` are the
+        scope and whose ``hosts`` are every host of those aggregates.
+    :raises InventoryError: a named aggregate does not exist, the scope is
+        empty, or an API call fails.
+    """
+    try:
+        return _read(conn, list(aggregates), availability_zone)
+    except InventoryError:
+        raise
+    except Exception as e:
+        raise InventoryError('cannot read the inventory from Nova: %s'
+                             % e) from e
+
+
+def _read(conn, wanted, availability_zone):
+    all_aggs = list(conn.compute.aggregates())
+    by_name = {a.name: a for a in all_aggs}
+    missing = [n for n in wanted if n not in by_name]
+    if missing:
+        raise InventoryError('no host aggregate named %s (known: %s)' % (
+            ', '.join(missing), ', '.join(sorted(by_name)) or 'none'))
+    chosen = [by_name[n] for n in wanted] if wanted else all_aggs
+    if availability_zone:
+        chosen = [a for a in chosen
+                  if a.availability_zone == availability_zone]
+    scope = [fleet.Aggregate(name=a.name, hosts=tuple(a.hosts or ()),
+                             availability_zone=a.availability_zone,
+                             metadata=dict(a.metadata or {}))
+             for a in chosen]
+    if not any(a.hosts for a in scope):
+        raise InventoryError('no host aggregate with hosts in scope '
+                             '(aggregates=%s, availability_zone=%s)'
+                             % (','.join(wanted) or 'all',
+                                availability_zone or 'any'))
+    hosts_in_scope = {h for a in scope for h in a.hosts}
+
+    # A host's zone is the zone of any aggregate it is in (Nova allows one).
+    zone_of = {}
+    for a in all_aggs:
+        if a.availability_zone:
+            for h in a.hosts or ():
+                zone_of[h] = a.availability_zone
+
+    services = {s.host: s for s in conn.compute.services(
+        binary='nova-compute')}
+    hypervisors = {}
+    for hv in conn.compute.hypervisors(details=True):
+        host = (hv.service_details or {}).get('host') or hv.name
+        hypervisors.setdefault(host, []).append(hv)
+
+    hosts = []
+    for name in sorted(hosts_in_scope):
+        svc = services.get(name)
+        reason = None
+        if svc is None:
+            reason = 'no nova-compute service'
+        elif svc.is_forced_down:
+            reason = 'nova-compute forced down'
+        elif svc.state != 'up':
+            reason = 'nova-compute is %s' % svc.state
+        elif svc.status != 'enabled':
+            reason = 'nova-compute is disabled (%s)' % (
+                svc.disabled_reason or 'no reason given')
+        host = fleet.Host(name=name, availability_zone=zone_of.get(name),
+                          usable=reason is None, unusable_reason=reason)
+        for hv in hypervisors.get(name, ()):
+            inv = placement_get(
+                conn, '/resource_providers/%s/inventories' % hv.id).get(
+                    'inventories', {})
+            usage = placement_get(
+                conn, '/resource_providers/%s/usages' % hv.id).get(
+                    'usages', {})
+            vcpus, vcpus_cap = _capacity(inv, 'VCPU')
+            mem, mem_cap = _capacity(inv, 'MEMORY_MB')
+            host.vcpus += vcpus
+            host.vcpus_capacity += vcpus_cap
+            host.vcpus_used += float(usage.get('VCPU', 0))
+            host.memory_mb += mem
+            host.memory_mb_capacity += mem_cap
+            host.memory_mb_used += float(usage.get('MEMORY_MB', 0))
+        if not hypervisors.get(name) and host.usable:
+            host.usable = False
+            host.unusable_reason = 'no hypervisor record'
+        hosts.append(host)
+
+    servers = []
+    for s in conn.compute.servers(details=True, all_projects=True):
+        if s.compute_host not in hosts_in_scope:
+            continue
+        flavor = s.flavor or {}
+        servers.append(fleet.Server(
+            id=s.id, name=s.name, host=s.compute_host,
+            vcpus=int(flavor.get('vcpus') or 0),
+            memory_mb=int(flavor.get('ram') or 0),
+            status=s.status, task_state=s.task_state))
+
+    groups = []
+    for g in conn.compute.server_groups(all_projects=True):
+        policy = g.policy or (g.policies or [None])[0]
+        rules = g.rules or {}
+        max_per_host = rules.get('max_server_per_host')
+        groups.append(fleet.ServerGroup(
+            id=g.id, name=g.name, policy=policy,
+            members=tuple(g.member_ids or ()),
+            max_server_per_host=int(max_per_host) if max_per_host else None))
+    return fleet.Fleet.build(hosts, servers, groups, scope)

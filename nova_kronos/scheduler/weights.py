@@ -1,0 +1,67 @@
+"""Nova scheduler weigher scoring hosts from Prometheus.
+
+Enable it in nova.conf::
+
+    [filter_scheduler]
+    weight_classes = nova.scheduler.weights.all_weighers,nova_kronos.scheduler.weights.PrometheusWeigher
+
+Nova loads weighers by dotted path (``nova/loadables.py``). The weigher
+fetches host loads once per scheduling request (in ``weigh_objects``, which
+receives every candidate host), through a TTL cache shared with the filter.
+Weights are :func:`nova_kronos.scoring.host_weights`, in [0, 1], with
+``minval``/``maxval`` fixed so that Nova's per-request normalisation does
+not magnify tiny differences. A host without data, or every host when
+Prometheus is down or slow, gets the neutral weight 0.5; the weigher never
+raises.
+
+The multiplier is ``[kronos] weight_multiplier``, overridden per aggregate
+by the metadata key ``kronos_weight_multiplier`` through
+``nova.scheduler.utils.get_weight_multiplier`` (the minimum wins across
+aggregates, Nova's convention).
+"""
+
+from nova.scheduler import utils as scheduler_utils
+from nova.scheduler import weights
+from oslo_log import log as logging
+
+from nova_kronos import conf as kronos_conf
+from nova_kronos import scoring
+from nova_kronos.scheduler import loads as loads_mod
+
+LOG = logging.getLogger(__name__)
+CONF = kronos_conf.CONF
+
+MULTIPLIER_KEY = 'kronos_weight_multiplier'
+
+
+class PrometheusWeigher(weights.BaseHostWeigher):
+    """Spread or pack by the loads the policies' PromQL queries report."""
+
+    minval = 0.0
+    maxval = 1.0
+
+    def weight_multiplier(self, host_state):
+        return scheduler_utils.get_weight_multiplier(
+            host_state, MULTIPLIER_KEY, CONF.kronos.weight_multiplier)
+
+    def weigh_objects(self, weighed_obj_list, weight_properties):
+        # Computed here, not per host: one cache lookup per request, and no
+        # instance state shared between concurrent requests.
+        names = [o.obj.host for o in weighed_obj_list]
+        try:
+            table = loads_mod.shared_cache().get()
+            if table is None or not names:
+                return [scoring.NEUTRAL] * len(names)
+            policies = table.policies
+            values = scoring.host_weights(
+                table.for_hosts(names), [p.mode for p in policies],
+                [p.weight for p in policies], [p.threshold for p in policies])
+            return [min(max(v, self.minval), self.maxval)
+                    for v in values.tolist()]
+        except Exception:  # never break scheduling
+            LOG.exception('kronos: weigher failed; using neutral weights')
+            return [scoring.NEUTRAL] * len(names)
+
+    def _weigh_object(self, host_state, weight_properties):
+        # Only reached if a caller bypasses weigh_objects.
+        return scoring.NEUTRAL
