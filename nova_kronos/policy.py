@@ -167,7 +167,11 @@ _POLICY_FIELDS = {'enabled', 'mode', 'weight', 'threshold', 'resource',
 
 def _policy(name, spec, source):
     where = '%s: policy %r' % (source, name)
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str):
+        raise PolicyError('%s: policy names must be strings; quote it (YAML '
+                          'reads yes/no/on/off/true/false and numbers as '
+                          'other types)' % where)
+    if not _NAME_RE.match(name):
         raise PolicyError('%s: name must match %s' % (where, _NAME_RE.pattern))
     if not isinstance(spec, dict):
         raise PolicyError('%s: must be a mapping of fields' % where)
@@ -179,22 +183,22 @@ def _policy(name, spec, source):
     def field(key, kind, default=dataclasses.MISSING):
         if key not in spec:
             if default is dataclasses.MISSING:
-                raise PolicyError('%s: field %r is required' % (where, key))
+                raise PolicyError('%s: field "%s" is required' % (where, key))
             return default
         value = spec[key]
         if kind is float:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise PolicyError('%s: field %r must be a number, got %r'
+                raise PolicyError('%s: field "%s" must be a number, got %r'
                                   % (where, key, value))
             value = float(value)
             if not math.isfinite(value):
-                raise PolicyError('%s: field %r must be finite' % (where, key))
+                raise PolicyError('%s: field "%s" must be finite' % (where, key))
             return value
         if not isinstance(value, kind):
-            raise PolicyError('%s: field %r must be a %s, got %r'
+            raise PolicyError('%s: field "%s" must be a %s, got %r'
                               % (where, key, kind.__name__, value))
         if kind is str and not value.strip():
-            raise PolicyError('%s: field %r must not be empty' % (where, key))
+            raise PolicyError('%s: field "%s" must not be empty' % (where, key))
         return value
 
     enabled = field('enabled', bool, True)
@@ -232,7 +236,7 @@ def _host_mapping(spec, source):
                           % (where, ', '.join(sorted(unknown))))
     for key in ('strip_port', 'strip_domain'):
         if key in spec and not isinstance(spec[key], bool):
-            raise PolicyError('%s: field %r must be true or false'
+            raise PolicyError('%s: field "%s" must be true or false'
                               % (where, key))
     aliases = spec.get('aliases') or {}
     if not isinstance(aliases, dict) or not all(
