@@ -1,2 +1,6 @@
-# Deliberately import-free: nova-scheduler and Nova's functional harness choose
-# the concurrency mode (eventlet or threading) before anything else is imported.
+"""nova-kronos: load-aware placement and rebalancing for OpenStack Nova.
+
+Deliberately import-free: nova-scheduler and Nova's functional harness
+choose the concurrency mode (eventlet or threading) before anything else
+is imported.
+"""

@@ -63,13 +63,13 @@ class Server:
 
     @property
     def migratable(self):
-        """Only an ACTIVE server with no task in flight can be live-migrated."""
+        """Only an ACTIVE server with no task in flight is live-migrated."""
         return self.status == 'ACTIVE' and not self.task_state
 
 
 @dataclasses.dataclass
 class ServerGroup:
-    """A Nova server group; ``max_server_per_host`` is from ``rules`` (2.64)."""
+    """A Nova server group; ``max_server_per_host`` from ``rules`` (2.64)."""
 
     id: str
     name: str

@@ -192,13 +192,15 @@ def _policy(name, spec, source):
                                   % (where, key, value))
             value = float(value)
             if not math.isfinite(value):
-                raise PolicyError('%s: field "%s" must be finite' % (where, key))
+                raise PolicyError('%s: field "%s" must be finite'
+                                  % (where, key))
             return value
         if not isinstance(value, kind):
             raise PolicyError('%s: field "%s" must be a %s, got %r'
                               % (where, key, kind.__name__, value))
         if kind is str and not value.strip():
-            raise PolicyError('%s: field "%s" must not be empty' % (where, key))
+            raise PolicyError('%s: field "%s" must not be empty'
+                              % (where, key))
         return value
 
     enabled = field('enabled', bool, True)

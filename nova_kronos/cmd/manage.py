@@ -123,8 +123,8 @@ def build_conf(argv):
 
 def connect(conf, cloud=None):
     """An openstacksdk Connection from clouds.yaml or ``[kronos_nova]``."""
-    import openstack
     from keystoneauth1 import loading as ks_loading
+    import openstack
     cloud = cloud or conf.kronos_rebalance.cloud
     try:
         if cloud:
@@ -237,8 +237,9 @@ def render(plan, results, execute, fmt, out):
         out.write('\n')
         return
     w = out.write
-    w('Mode: %s\n' % ('execute' if execute else 'dry run (nothing is '
-                                                 'migrated; use --execute)'))
+    mode = ('execute' if execute
+            else 'dry run (nothing is migrated; use --execute)')
+    w('Mode: %s\n' % mode)
     for a in plan.aggregates:
         n_moves = sum(1 for m in plan.moves if m.aggregate == a.name)
         w('\nAggregate %s: %d hosts, imbalance %.4f -> %.4f predicted, '

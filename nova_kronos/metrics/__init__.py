@@ -46,7 +46,10 @@ class Exclusion:
 
 @dataclasses.dataclass
 class PolicyData:
-    """One policy's results: ``hosts`` maps host -> load, ``vms`` UUID -> share."""
+    """One policy's results.
+
+    ``hosts`` maps host -> load, ``vms`` maps server UUID -> share.
+    """
 
     hosts: dict = dataclasses.field(default_factory=dict)
     vms: dict = dataclasses.field(default_factory=dict)

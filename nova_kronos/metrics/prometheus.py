@@ -4,9 +4,9 @@ Each PromQL query is one instant query (``/api/v1/query``); connection,
 TLS, authentication, timeout and retries come from ``[kronos_prometheus]``.
 """
 
-import requests
 from prometheus_api_client import PrometheusApiClientException
 from prometheus_api_client import PrometheusConnect
+import requests
 from urllib3.util import retry as urllib3_retry
 
 from nova_kronos import metrics
@@ -61,7 +61,7 @@ class PrometheusSource(metrics.MetricSource):
             except (KeyError, IndexError, TypeError, ValueError) as e:
                 raise metrics.MetricsError(
                     'Prometheus at %s answered %r with a non-vector result; '
-                    'queries must return an instant vector' % (self.url, promql)
-                ) from e
+                    'queries must return an instant vector'
+                    % (self.url, promql)) from e
             samples.append((item.get('metric', {}), value))
         return samples

@@ -17,8 +17,8 @@ import numpy as np
 
 from nova_kronos import constraints
 from nova_kronos import planner
-from nova_kronos import scoring
 from nova_kronos.planner import state as state_mod
+from nova_kronos import scoring
 
 
 class SpreadPlanner:

@@ -88,7 +88,7 @@ class PlanningState:
         return np.where(known, cap_src / np.where(known, cap_dst, 1.0), 1.0)
 
     def added_load(self, p, servers, hosts):
-        """Load policy ``p`` would add on each host: [len(servers), len(hosts)].
+        """Load policy ``p`` would add: array [len(servers), len(hosts)].
 
         A share is relative to the server's current host, so it is scaled
         by ``capacity[src] / capacity[dst]`` when the policy names a
@@ -97,8 +97,11 @@ class PlanningState:
         return self.shares[p, servers][:, None] * self._k(p, servers, hosts)
 
     def scale(self, servers, hosts):
-        """The ``k`` factors of :func:`nova_kronos.scoring.candidate_imbalance`,
-        [P, len(servers), len(hosts)], or None when every policy has k = 1."""
+        """Scale factors for :func:`nova_kronos.scoring.candidate_imbalance`.
+
+        :returns: array [P, len(servers), len(hosts)] of ``k``, or None when
+            k = 1 for every policy.
+        """
         if not (self.capacity > 0).any():
             return None
         return np.stack([self._k(p, servers, hosts)

@@ -1,9 +1,8 @@
 """Nova scheduler weigher scoring hosts from Prometheus.
 
-Enable it in nova.conf::
-
-    [filter_scheduler]
-    weight_classes = nova.scheduler.weights.all_weighers,nova_kronos.scheduler.weights.PrometheusWeigher
+Enable it by adding ``nova_kronos.scheduler.weights.PrometheusWeigher`` to
+``[filter_scheduler] weight_classes`` in nova.conf, comma-separated after
+``nova.scheduler.weights.all_weighers`` to keep Nova's own weighers.
 
 Nova loads weighers by dotted path (``nova/loadables.py``). The weigher
 fetches host loads once per scheduling request (in ``weigh_objects``, which
@@ -25,8 +24,8 @@ from nova.scheduler import weights
 from oslo_log import log as logging
 
 from nova_kronos import conf as kronos_conf
-from nova_kronos import scoring
 from nova_kronos.scheduler import loads as loads_mod
+from nova_kronos import scoring
 
 LOG = logging.getLogger(__name__)
 CONF = kronos_conf.CONF

@@ -27,8 +27,10 @@ def host(name, az='az1', vcpus=16, ratio=4.0, memory_mb=65536, **kw):
 
 
 def build(layout, groups=(), hosts=None, share=0.1, extra_hosts=()):
-    """layout: {host: [server ids]}; each server gets ``share`` of its host
-    for both policies. Returns (fleet, snapshot)."""
+    """Build (fleet, snapshot) from ``layout``: {host: [server ids]}.
+
+    Each server gets ``share`` of its host for both policies.
+    """
     hosts = hosts or [host(h) for h in list(layout) + list(extra_hosts)]
     by_name = {h.name: h for h in hosts}
     servers = []

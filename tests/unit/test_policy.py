@@ -79,7 +79,8 @@ class TestLoad(testtools.TestCase):
         self.assertIn('cpu=0.7', msg)
 
     def test_unknown_field(self):
-        msg = self._error(GOOD.replace('mode: pack', 'mode: pack\n    tresh: 1'))
+        msg = self._error(GOOD.replace('mode: pack',
+                                       'mode: pack\n    tresh: 1'))
         self.assertIn('tresh', msg)
 
     def test_weight_not_a_number(self):

@@ -1,11 +1,11 @@
 """Weigher, filter and the shared load cache, with Nova's own handler."""
 
 import fixtures
-import testtools
 from nova import objects
 from nova.scheduler import weights as nova_weights
 from nova.tests.unit.scheduler import fakes as nova_fakes
 from oslo_config import fixture as config_fixture
+import testtools
 
 from nova_kronos import conf as kronos_conf
 from nova_kronos import metrics
