@@ -88,7 +88,8 @@ def _execute_one(conn, move, timeout, poll_interval, clock, sleep):
             server, host=move.destination, block_migration='auto')
     except Exception as e:
         return done(FAILED, move.source,
-                    'Nova refused the live migration: %s' % e)
+                    'Nova refused the live migration; the server stays on '
+                    '%s: %s' % (move.source, e))
 
     deadline = started + timeout
     while True:
@@ -110,8 +111,8 @@ def _execute_one(conn, move, timeout, poll_interval, clock, sleep):
     migration = _last_migration(conn, move.server_id)
     status = migration.status if migration is not None else 'unknown'
     return done(FAILED, host,
-                'server is %s on %s, migration status %s; it stays where it '
-                'is' % (server.status, host, status))
+                'live migration ended with status %s; the server stays on %s '
+                '(%s)' % (status, host, server.status))
 
 
 def _last_migration(conn, server_id):
