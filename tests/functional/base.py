@@ -28,8 +28,10 @@ HOST_MEM = 8 * GIB
 
 
 class KronosFunctionalTestCase(nova_cloud.NovaCloudTestCase):
-    """4 computes in aggregate ``agg1`` (AZ ``az1``), our weigher and filter
-    enabled, a real Prometheus serving synthetic exporter series.
+    """Nova with our weigher and filter, and a real Prometheus.
+
+    4 computes in aggregate ``agg1`` (AZ ``az1``); Prometheus serves
+    synthetic exporter series.
     """
 
     #: Only our weigher, so placement is decided by the Prometheus data.
@@ -111,7 +113,7 @@ class KronosFunctionalTestCase(nova_cloud.NovaCloudTestCase):
         mem = {h: int(round(memory[h] * HOST_MEM)) for h in memory}
         return self.publish({}, overhead=overhead, mem_overhead=mem)
 
-    # -- command ---------------------------------------------------------------
+    # -- command -----------------------------------------------------------
 
     def rebalance(self, *args):
         """Run the real command in-process; returns (code, json, stderr)."""
