@@ -128,15 +128,15 @@ def connect(conf, cloud=None):
     cloud = cloud or conf.kronos_rebalance.cloud
     try:
         if cloud:
-            return openstack.connect(cloud=cloud,
-                                     compute_api_version='2.latest')
+            # No pinned compute microversion: openstacksdk negotiates each
+            # call (live migration >= 2.30, server groups 2.64, ...).
+            return openstack.connect(cloud=cloud)
         auth = ks_loading.load_auth_from_conf_options(conf, 'kronos_nova')
         sess = ks_loading.load_session_from_conf_options(
             conf, 'kronos_nova', auth=auth)
         opts = conf.kronos_nova
         return openstack.connection.Connection(
-            session=sess, compute_api_version='2.latest',
-            region_name=opts.region_name,
+            session=sess, region_name=opts.region_name,
             interface=(opts.valid_interfaces or ['public'])[0])
     except Exception as e:
         raise CommandError(

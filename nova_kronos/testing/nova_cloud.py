@@ -98,6 +98,7 @@ import sys
 import time
 import uuid
 
+import fixtures
 from keystoneauth1 import noauth
 from keystoneauth1 import session as ks_session
 from nova import context as nova_context
@@ -149,8 +150,18 @@ class NovaCloudTestCase(integrated_helpers._IntegratedTestBase):
     microversion = 'latest'
     REQUIRES_LOCKING = False
 
-    #: Seconds to wait for servers / migrations.
-    wait_timeout = 120
+    #: Nova's resource tracker fetches the allocations of *every* consumer
+    #: on a host after each claim (``get_allocations_for_provider_tree``,
+    #: only needed when a driver reshapes its provider tree, which the fake
+    #: drivers never do): O(servers-per-host^2) placement GETs when packing
+    #: hosts. True stubs it out (returns {}) for speed.
+    skip_reshape_allocation_scan = True
+
+    #: Seconds to wait for servers / migrations, and the polling interval.
+    #: Everything runs in this one process: polling the API too often
+    #: steals CPU from the services doing the work.
+    wait_timeout = 300
+    poll_interval = 0.2
 
     # -- hooks -------------------------------------------------------------
 
@@ -180,6 +191,10 @@ class NovaCloudTestCase(integrated_helpers._IntegratedTestBase):
         self.flags(compute_driver=self.compute_driver)
         # Many servers in one project and big server groups.
         self.flags(driver='nova.quota.NoopQuotaDriver', group='quota')
+        if self.skip_reshape_allocation_scan:
+            self.useFixture(fixtures.MockPatch(
+                'nova.scheduler.client.report.SchedulerReportClient.'
+                'get_allocations_for_provider_tree', return_value={}))
         self.configure_scheduler()
         super()._setup_services()
         # Share the (admin, latest) client between both names.
@@ -328,7 +343,7 @@ class NovaCloudTestCase(integrated_helpers._IntegratedTestBase):
             if time.time() > deadline:
                 self.fail('timed out waiting for %d %s servers (%d ready)'
                           % (count, status, len(done)))
-            time.sleep(0.05)
+            time.sleep(self.poll_interval)
 
     def wait_for_server(self, server_id, predicate, timeout=None):
         """Poll ``GET /servers/{id}`` until ``predicate(server)``."""
@@ -340,7 +355,7 @@ class NovaCloudTestCase(integrated_helpers._IntegratedTestBase):
             if time.time() > deadline:
                 self.fail('timed out waiting on server %s: %s' % (
                     server_id, server))
-            time.sleep(0.05)
+            time.sleep(self.poll_interval)
 
     def wait_for_migration(self, server_id, statuses, timeout=None):
         """Poll ``GET /os-migrations`` for the server's newest migration."""
@@ -354,7 +369,7 @@ class NovaCloudTestCase(integrated_helpers._IntegratedTestBase):
             if time.time() > deadline:
                 self.fail('timed out waiting for migration of %s in %s: %s'
                           % (server_id, statuses, migs))
-            time.sleep(0.05)
+            time.sleep(self.poll_interval)
 
     def host_of(self, server_id):
         return self.admin_api.get_server(server_id)[
