@@ -59,31 +59,34 @@ def imbalance(loads, weights):
                         np.atleast_1d(dispersion(np.atleast_2d(loads)))))
 
 
-def candidate_imbalance(loads, weights, src, shares, scale=None):
+def candidate_imbalance(loads, weights, src, shares, scale=None, dst=None):
     """Predicted combined imbalance after each single move.
 
     :param loads: array [P, H] of current loads of the hosts considered.
     :param weights: array [P].
     :param src: int array [V]: index (into H) of each server's current host.
     :param shares: array [P, V]: each server's share of its current host.
-    :param scale: optional array [P, V, H] of ``k`` factors (see module
+    :param scale: optional array [P, V, D] of ``k`` factors (see module
         docstring); ``None`` means 1 everywhere.
-    :returns: array [V, H]: the imbalance if server ``v`` moved to host
-        ``h``. The entries where ``h == src[v]`` are meaningless and are
-        left for the caller to mask.
+    :param dst: optional int array [D] of destination indexes (into H);
+        default every host (D = H). Dispersion is always over all H hosts.
+    :returns: array [V, D]: the imbalance if server ``v`` moved to host
+        ``dst[d]``. Entries where ``dst[d] == src[v]`` are meaningless and
+        are left for the caller to mask.
     """
     loads = np.asarray(loads, dtype=float)
     n_pol, n_hosts = loads.shape
-    total = np.zeros((len(src), n_hosts))
+    dst = np.arange(n_hosts) if dst is None else np.asarray(dst)
+    total = np.zeros((len(src), len(dst)))
     if n_hosts < 2:
         return total
     sums = loads.sum(axis=1)
     squares = (loads * loads).sum(axis=1)
     for p in range(n_pol):
         a = shares[p][:, None]                     # [V, 1]
-        added = a if scale is None else a * scale[p]   # [V, H]
+        added = a if scale is None else a * scale[p]   # [V, D]
         l_src = loads[p, src][:, None]             # [V, 1]
-        l_dst = loads[p][None, :]                  # [1, H]
+        l_dst = loads[p, dst][None, :]             # [1, D]
         new_sum = sums[p] - a + added
         new_sq = (squares[p] - l_src ** 2 + (l_src - a) ** 2
                   - l_dst ** 2 + (l_dst + added) ** 2)

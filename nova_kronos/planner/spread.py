@@ -10,7 +10,10 @@ until the migration budget is spent or no move improves its aggregate by
 at least ``min_improvement``. A server is moved at most once per plan.
 
 Cost per step: ``O(P * V_a * H_a)`` vectorised per aggregate, with every
-lookup indexed (see :class:`~nova_kronos.planner.state.PlanningState`).
+lookup indexed (see :class:`~nova_kronos.planner.state.PlanningState`). In
+large aggregates a first pass looks only at moves from the most loaded to
+the least loaded hosts (``prune_hosts``), where the best moves are, and
+falls back to every pair when that pass finds nothing worth doing.
 """
 
 import numpy as np
@@ -28,10 +31,15 @@ class SpreadPlanner:
         imbalance that justifies one live migration.
     :param constraint_set: sequence of ``(name, callable)``; default
         :data:`nova_kronos.constraints.DEFAULT`.
+    :param prune_hosts: in aggregates of more than twice this many hosts,
+        first look only at moves from the this-many most loaded hosts to
+        the this-many least loaded; 0 always looks at every pair.
     """
 
-    def __init__(self, min_improvement=0.001, constraint_set=None):
+    def __init__(self, min_improvement=0.001, constraint_set=None,
+                 prune_hosts=16):
         self.min_improvement = float(min_improvement)
+        self.prune_hosts = int(prune_hosts)
         self.constraints = tuple(constraint_set or constraints.DEFAULT)
 
     def plan(self, fleet, policy_set, snapshot, max_migrations):
@@ -145,24 +153,51 @@ class SpreadPlanner:
                  for i, p in enumerate(st.policies)})
 
     def _best_move(self, st, h_idx, rejections):
-        """Best (v, dst, imbalance now, imbalance after) in one aggregate."""
+        """Best (v, dst, imbalance now, imbalance after) in one aggregate.
+
+        In a large aggregate the servers of the ``prune_hosts`` most loaded
+        hosts are first tried against the ``prune_hosts`` least loaded
+        ones (by weighted load); only if that finds no move worth
+        ``min_improvement`` is every server tried against every host.
+        """
         if len(h_idx) < 2:
             return None
         local = np.full(len(st.host_names), -1, dtype=int)
         local[h_idx] = np.arange(len(h_idx))
-        v_idx = np.nonzero((local[st.src] >= 0) & ~st.moved)[0]
-        if not len(v_idx):
-            return None
+        movable = (local[st.src] >= 0) & ~st.moved
         sub_loads = st.loads[:, h_idx]
         current = scoring.imbalance(sub_loads, st.weights)
-        scale = st.scale(v_idx, h_idx)
+        tiers = [(None, np.arange(len(h_idx)))]
+        k = self.prune_hosts
+        if k and len(h_idx) > 2 * k:
+            order = np.argsort(st.weights @ sub_loads, kind='stable')
+            tiers.insert(0, (order[-k:], order[:k]))
+        found = None
+        for sources, dests in tiers:
+            mask = movable
+            if sources is not None:
+                mask = movable & np.isin(st.src, h_idx[sources])
+            found = self._best_in(st, h_idx, local, np.nonzero(mask)[0],
+                                  dests, sub_loads, current, rejections)
+            if found is not None and current - found[3] >= \
+                    self.min_improvement:
+                return found
+        return found
+
+    def _best_in(self, st, h_idx, local, v_idx, dests, sub_loads, current,
+                 rejections):
+        """Best move of servers ``v_idx`` to local host indexes ``dests``."""
+        if not len(v_idx):
+            return None
+        d_glob = h_idx[dests]
+        src_local = local[st.src[v_idx]]
         predicted = scoring.candidate_imbalance(
-            sub_loads, st.weights, local[st.src[v_idx]], st.shares[:, v_idx],
-            scale)
-        allowed = local[st.src[v_idx]][:, None] != np.arange(len(h_idx))
+            sub_loads, st.weights, src_local, st.shares[:, v_idx],
+            st.scale(v_idx, d_glob), dst=dests)
+        allowed = src_local[:, None] != dests[None, :]
         rejections.clear()
         for name, check in self.constraints:
-            ok = check(st, v_idx, h_idx)
+            ok = check(st, v_idx, d_glob)
             rejected = int((allowed & ~ok).sum())
             if rejected:
                 rejections[name] = rejected
@@ -171,9 +206,9 @@ class SpreadPlanner:
             return None
         masked = np.where(allowed, predicted, np.inf)
         flat = int(np.argmin(masked))
-        row, col = divmod(flat, len(h_idx))
-        return int(v_idx[row]), int(h_idx[col]), current, float(masked.flat[
-            flat])
+        row, col = divmod(flat, len(dests))
+        return (int(v_idx[row]), int(d_glob[col]), current,
+                float(masked.flat[flat]))
 
     def _reason(self, st, v, dst, h_idx):
         """Say which policy drives the move, with loads before and after."""

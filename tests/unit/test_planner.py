@@ -169,3 +169,33 @@ class TestScale(testtools.TestCase):
         agg = p.aggregates[0]
         self.assertAlmostEqual(0.1, agg.loads_after['cpu']['h2'])
         self.assertAlmostEqual(0.6, agg.loads_after['cpu']['h1'])
+
+
+class TestPruning(testtools.TestCase):
+
+    def _fleet(self, unusable=()):
+        layout = {'h%d' % i: ['s%d-%d' % (i, j) for j in range(10 - i)]
+                  for i in range(10)}
+        hosts = [fakes.host(h, usable=h not in unusable,
+                            unusable_reason='down' if h in unusable
+                            else None) for h in layout]
+        return fakes.build(layout, hosts=hosts, share=0.05)
+
+    def test_pruned_pass_matches_full_scan_here(self):
+        fl, snap = self._fleet()
+        full = spread.SpreadPlanner(0.0001, prune_hosts=0).plan(
+            fl, fakes.policy_set(), snap, 5)
+        fl, snap = self._fleet()
+        pruned = spread.SpreadPlanner(0.0001, prune_hosts=2).plan(
+            fl, fakes.policy_set(), snap, 5)
+        self.assertEqual(len(full.moves), len(pruned.moves))
+        self.assertAlmostEqual(full.aggregates[0].imbalance_after,
+                               pruned.aggregates[0].imbalance_after)
+
+    def test_falls_back_to_every_pair_when_pruned_hosts_are_blocked(self):
+        # The two least loaded hosts are down: the first pass finds nothing.
+        fl, snap = self._fleet(unusable=('h8', 'h9'))
+        p = spread.SpreadPlanner(0.0001, prune_hosts=2).plan(
+            fl, fakes.policy_set(), snap, 3)
+        self.assertEqual(3, len(p.moves))
+        self.assertFalse({'h8', 'h9'} & {m.destination for m in p.moves})
