@@ -1,0 +1,68 @@
+"""nova-kronos-manage argument handling and exit codes (no cloud)."""
+
+import io
+import os
+
+import fixtures
+import testtools
+
+from nova_kronos.cmd import manage
+
+SAMPLE = os.path.join(os.path.dirname(__file__), '..', '..', 'etc',
+                      'nova-kronos', 'policies.yaml.sample')
+
+
+def _sample():
+    with open(SAMPLE) as f:
+        return f.read()
+
+
+class TestManage(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.dir = self.useFixture(fixtures.TempDir()).path
+
+    def conf(self, policies_text):
+        pol = os.path.join(self.dir, 'policies.yaml')
+        with open(pol, 'w') as f:
+            f.write(policies_text)
+        path = os.path.join(self.dir, 'nova.conf')
+        with open(path, 'w') as f:
+            f.write('[kronos]\npolicies_file = %s\n' % pol)
+        return path, pol
+
+    def main(self, *argv, conn=None):
+        out, err = io.StringIO(), io.StringIO()
+        code = manage.main(list(argv), conn=conn, out=out, err=err)
+        return code, out.getvalue(), err.getvalue()
+
+    def test_bad_policies_exit_2_before_touching_nova(self):
+        path, pol = self.conf('policies:\n  cpu:\n    mode: sideways\n')
+        conn = object()  # any attribute access would raise
+        code, out, err = self.main('--config-file', path, 'kronos',
+                                   'rebalance', conn=conn)
+        self.assertEqual(manage.EXIT_BAD_INPUT, code)
+        self.assertIn(pol, err)
+        self.assertIn('"mode"', err)
+
+    def test_validate_policies(self):
+        path, pol = self.conf(_sample())
+        code, out, err = self.main('--config-file', path, 'kronos',
+                                   'validate-policies')
+        self.assertEqual(manage.EXIT_OK, code, err)
+        self.assertIn('cpu: spread, weight 0.6', out)
+
+    def test_missing_config_file(self):
+        code, out, err = self.main('--config-file', '/nonexistent.conf',
+                                   'kronos', 'validate-policies')
+        self.assertEqual(manage.EXIT_BAD_INPUT, code)
+        self.assertIn('nonexistent.conf', err)
+
+    def test_negative_budget(self):
+        path, _ = self.conf(_sample())
+        code, out, err = self.main('--config-file', path, 'kronos',
+                                   'rebalance', '--max-migrations', '-1',
+                                   conn=object())
+        self.assertEqual(manage.EXIT_BAD_INPUT, code)
+        self.assertIn('--max-migrations', err)
