@@ -28,7 +28,7 @@ import argparse
 import json
 import signal
 import sys
-import time
+import threading
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -319,10 +319,10 @@ def main(argv=None, conn=None, out=None, err=None, metric_source=None):
             return rebalance(conf, category, conn, out, metric_source)
         interval = (category.interval or conf.kronos_rebalance.interval
                     or 300)
-        stop = []
-        signal.signal(signal.SIGTERM, lambda *a: stop.append(True))
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *a: stop.set())
         code = EXIT_OK
-        while not stop:
+        while not stop.is_set():
             try:
                 code = rebalance(conf, category, conn, out, metric_source)
             except CommandError as e:
@@ -330,7 +330,7 @@ def main(argv=None, conn=None, out=None, err=None, metric_source=None):
                 err.write('ERROR: %s\n' % e)
                 code = e.code
             out.flush()
-            time.sleep(interval)
+            stop.wait(interval)
         return code
     except CommandError as e:
         err.write('ERROR: %s\n' % e)
