@@ -65,8 +65,11 @@ def _sample_policies():
 
 
 def _say(text=''):
-    sys.stdout.write(text + '\n')
-    sys.stdout.flush()
+    # The terminal's stream, not sys.stdout: Nova's harness captures
+    # sys.stdout inside a test when OS_STDOUT_CAPTURE is set (tox sets it).
+    out = _OPTIONS.get('stdout') or sys.stdout
+    out.write(text + '\n')
+    out.flush()
 
 
 class DemoCloud(nova_cloud.NovaCloudTestCase):
@@ -304,6 +307,7 @@ def main(argv=None):
                              'the prometheus binary is installed')
     args = parser.parse_args(argv)
     _OPTIONS.update(vars(args))
+    _OPTIONS['stdout'] = sys.stdout
     case = DemoCloud('run_demo')
     result = unittest.TestResult()
     case.run(result)
