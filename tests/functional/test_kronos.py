@@ -25,14 +25,15 @@ class TestScheduling(base.KronosFunctionalTestCase):
         return server['OS-EXT-SRV-ATTR:host']
 
     def test_weigher_places_on_least_loaded_host(self):
-        # host1 holds the most servers (what Nova's RAM weigher would
-        # avoid) but Prometheus says it is the least loaded.
-        self.boot_servers('host1', 3)
+        # host2 holds the most servers (what Nova's RAM weigher would
+        # avoid) but Prometheus says it is the least loaded. Neither
+        # expected host is the first one, which a tie would pick.
+        self.boot_servers('host2', 3)
         self.publish_host_loads(
-            cpu={'host1': 0.10, 'host2': 0.50, 'host3': 0.40, 'host4': 0.60},
-            memory={'host1': 0.20, 'host2': 0.50, 'host3': 0.45,
+            cpu={'host1': 0.50, 'host2': 0.10, 'host3': 0.40, 'host4': 0.60},
+            memory={'host1': 0.50, 'host2': 0.20, 'host3': 0.45,
                     'host4': 0.60})
-        self.assertEqual('host1', self.boot_one('first'))
+        self.assertEqual('host2', self.boot_one('first'))
 
         self.publish_host_loads(
             cpu={'host1': 0.70, 'host2': 0.50, 'host3': 0.05, 'host4': 0.60},
@@ -41,8 +42,8 @@ class TestScheduling(base.KronosFunctionalTestCase):
         self.assertEqual('host3', self.boot_one('second'))
 
     def test_filter_rejects_host_over_threshold(self):
-        cpu = {'host1': 0.50, 'host2': 0.60, 'host3': 0.70, 'host4': 0.0}
-        memory = {'host1': 0.50, 'host2': 0.60, 'host3': 0.30,
+        cpu = {'host1': 0.70, 'host2': 0.50, 'host3': 0.60, 'host4': 0.0}
+        memory = {'host1': 0.30, 'host2': 0.50, 'host3': 0.60,
                   'host4': 0.92}
         expected = self.publish_host_loads(cpu, memory)
         # The weigher alone would pick host4 (idle CPU) ...
@@ -52,8 +53,9 @@ class TestScheduling(base.KronosFunctionalTestCase):
              [expected['memory']['hosts'][h] for h in names]],
             ['spread', 'spread'], [0.6, 0.4], [0.85, 0.9])
         self.assertEqual('host4', names[int(weights.argmax())])
+        self.assertEqual('host2', names[int(weights.argsort()[-2])])
         # ... but its memory load 0.92 is above the 0.9 threshold.
-        self.assertEqual('host1', self.boot_one('filtered'))
+        self.assertEqual('host2', self.boot_one('filtered'))
 
 
 class TestRebalance(base.KronosFunctionalTestCase):
