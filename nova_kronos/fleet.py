@@ -101,15 +101,19 @@ class Fleet:
     :ivar servers: dict server id -> :class:`Server`
     :ivar groups: dict server group id -> :class:`ServerGroup`
     :ivar aggregates: list of :class:`Aggregate` in scope
+    :ivar known_hosts: every nova-compute host of the cloud (frozenset),
+        in scope or not; empty when unknown
     """
 
     hosts: dict
     servers: dict
     groups: dict = dataclasses.field(default_factory=dict)
     aggregates: list = dataclasses.field(default_factory=list)
+    known_hosts: frozenset = frozenset()
 
     @classmethod
-    def build(cls, hosts, servers, groups=(), aggregates=()):
+    def build(cls, hosts, servers, groups=(), aggregates=(),
+              known_hosts=()):
         """Index lists of hosts, servers and groups; link servers to groups.
 
         A server's ``group_id`` is set from the groups' member lists (Nova
@@ -122,4 +126,5 @@ class Fleet:
                 if member in servers:
                     servers[member].group_id = g.id
         return cls(hosts={h.name: h for h in hosts}, servers=servers,
-                   groups=groups, aggregates=list(aggregates))
+                   groups=groups, aggregates=list(aggregates),
+                   known_hosts=frozenset(known_hosts))

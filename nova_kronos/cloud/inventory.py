@@ -167,4 +167,5 @@ def _read(conn, wanted, availability_zone):
             id=g.id, name=g.name, policy=policy,
             members=tuple(g.member_ids or ()),
             max_server_per_host=int(max_per_host) if max_per_host else None))
-    return fleet.Fleet.build(hosts, servers, groups, scope)
+    return fleet.Fleet.build(hosts, servers, groups, scope,
+                             known_hosts=services)

@@ -184,7 +184,8 @@ def rebalance(conf, args, conn=None, out=sys.stdout, metric_source=None):
     try:
         source = metric_source or metrics.load_source(
             conf.kronos.metric_source, conf)
-        snapshot = source.collect(policy_set, hosts=fleet.hosts)
+        snapshot = source.collect(policy_set, hosts=fleet.hosts,
+                                  known_hosts=fleet.known_hosts or None)
     except metrics.MetricsError as e:
         raise CommandError('cannot read metrics, nothing planned or '
                            'migrated: %s' % e, EXIT_UNAVAILABLE) from e

@@ -86,25 +86,30 @@ class MetricSource:
         """
         raise NotImplementedError
 
-    def collect(self, policy_set, hosts=None, vms=True):
+    def collect(self, policy_set, hosts=None, vms=True, known_hosts=None):
         """Query every enabled policy once and validate the results.
 
         :param policy_set: :class:`nova_kronos.policy.PolicySet`.
         :param hosts: optional iterable of the Nova host names of interest;
-            known hosts missing from a policy's result are reported as
-            excluded, and results for other hosts are dropped quietly.
+            those missing from a policy's result are reported as excluded,
+            and results for other hosts are dropped.
         :param vms: also run the ``vm_query`` of each policy.
+        :param known_hosts: optional iterable of every Nova compute host;
+            a sample whose label maps to none of them is reported as an
+            error (the host mapping is likely wrong).
         :returns: :class:`Snapshot`.
         :raises MetricsError: a query failed (no partial result is returned).
         """
         wanted = None if hosts is None else set(hosts)
+        known = None if known_hosts is None else set(known_hosts)
         snap = Snapshot()
         mapping = policy_set.host_mapping
         for policy in policy_set.enabled:
             pdata = PolicyData()
             snap.data[policy.name] = pdata
             self._fill(policy, 'host', policy.host_query, policy.host_label,
-                       mapping.to_host, pdata.hosts, snap.exclusions, wanted)
+                       mapping.to_host, pdata.hosts, snap.exclusions, wanted,
+                       known)
             if wanted is not None:
                 reported = {e.name for e in snap.exclusions
                             if e.policy == policy.name}
@@ -114,11 +119,11 @@ class MetricSource:
                         'no sample in the host_query result'))
             if vms:
                 self._fill(policy, 'vm', policy.vm_query, policy.vm_label,
-                           str, pdata.vms, snap.exclusions, None)
+                           str, pdata.vms, snap.exclusions, None, None)
         return snap
 
     def _fill(self, policy, kind, promql, label, to_name, out, exclusions,
-              wanted):
+              wanted, known):
         duplicates = set()
         for labels, value in self.query(promql):
             raw = labels.get(label)
@@ -128,6 +133,13 @@ class MetricSource:
                     'sample has no %r label' % label, error=True))
                 continue
             name = to_name(raw)
+            if known is not None and name not in known:
+                exclusions.append(Exclusion(
+                    policy.name, kind, raw,
+                    'label %s=%r maps to %r, which is no Nova compute host: '
+                    'check host_mapping in the policies file'
+                    % (label, raw, name), error=True))
+                continue
             if wanted is not None and name not in wanted:
                 continue
             if name in out or name in duplicates:

@@ -63,6 +63,16 @@ class TestCollect(testtools.TestCase):
         self.assertTrue(any(e.error and e.name == 'h1'
                             for e in snap.exclusions))
 
+    def test_label_mapping_to_no_nova_host_is_reported(self):
+        src = fakes.ListSource(answers([('h1:9100', 0.4),
+                                        ('node-7.example:9100', 0.2)]))
+        snap = src.collect(fakes.policy_set(), hosts=['h1'],
+                           known_hosts=['h1', 'h2'])
+        self.assertEqual({'h1': 0.4}, snap.data['cpu'].hosts)
+        bad = [e for e in snap.exclusions if e.error]
+        self.assertEqual({'node-7.example:9100'}, {e.name for e in bad})
+        self.assertIn('host_mapping', bad[0].reason)
+
     def test_host_mapping_strips_port(self):
         src = fakes.ListSource(answers([('h1:9100', 0.4)]))
         snap = src.collect(fakes.policy_set())
