@@ -101,7 +101,7 @@ class DemoCloud(nova_cloud.NovaCloudTestCase):
                 'ServerGroupAffinityFilter', 'PrometheusFilter'],
             group='filter_scheduler')
         self.flags(policies_file=self._policies_path, weigher_cache_ttl=0,
-                   group='kronos')
+                   failure_backoff=0, group='kronos')
         if self._prom:
             self.flags(url=self._prom.url, group='kronos_prometheus')
         else:

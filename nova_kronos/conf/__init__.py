@@ -43,6 +43,13 @@ kronos_opts = [
                       'kronos_weight_multiplier (the minimum wins when a '
                       'host is in several aggregates, as for Nova\'s own '
                       'weighers).'),
+    cfg.FloatOpt('failure_backoff', default=10.0, min=0.0,
+                 help='After host loads could not be fetched, seconds '
+                      'before the weigher/filter try again (meanwhile they '
+                      'use neutral weights / the fail-open setting). Bounds '
+                      'how often an unreachable Prometheus can delay a '
+                      'scheduling request by up to [kronos_prometheus] '
+                      'timeout.'),
     cfg.BoolOpt('filter_fail_open', default=True,
                 help='When host loads cannot be fetched, let the filter '
                      'pass every host (true) or reject every host (false).'),

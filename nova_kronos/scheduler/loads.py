@@ -61,6 +61,7 @@ class HostLoadCache:
         self._lock = threading.Lock()
         self._table = None
         self._fetched_at = None
+        self._valid_until = 0.0
         self._policy_set = None
         self._policy_key = None
         self._source = None
@@ -68,16 +69,29 @@ class HostLoadCache:
         self._last_warning = {}
 
     def get(self):
-        """Current :class:`LoadTable`, or None when loads are unavailable."""
-        ttl = self.conf.kronos.weigher_cache_ttl
-        with self._lock:
+        """Current :class:`LoadTable`, or None when loads are unavailable.
+
+        Only one caller fetches at a time; concurrent callers get the
+        previous table (or None) instead of waiting on Prometheus. After a
+        failed fetch the next attempt waits ``[kronos] failure_backoff``
+        seconds (or the TTL, if longer), so an unreachable Prometheus
+        delays at most one scheduling request per backoff period.
+        """
+        if not self._lock.acquire(blocking=False):
+            return self._table
+        try:
             now = self.clock()
-            if (self._fetched_at is not None
-                    and now - self._fetched_at < ttl):
+            if self._fetched_at is not None and now < self._valid_until:
                 return self._table
             self._table = self._fetch()
             self._fetched_at = now
+            ttl = self.conf.kronos.weigher_cache_ttl
+            if self._table is None:
+                ttl = max(ttl, self.conf.kronos.failure_backoff)
+            self._valid_until = now + ttl
             return self._table
+        finally:
+            self._lock.release()
 
     def _fetch(self):
         try:

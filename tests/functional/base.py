@@ -56,7 +56,7 @@ class KronosFunctionalTestCase(nova_cloud.NovaCloudTestCase):
                        'ServerGroupAffinityFilter', 'PrometheusFilter'],
                    group='filter_scheduler')
         self.flags(policies_file=SAMPLE_POLICIES, weigher_cache_ttl=0,
-                   group='kronos')
+                   failure_backoff=0, group='kronos')
         self.flags(url=self.prom.url, timeout=2, retries=0,
                    group='kronos_prometheus')
 

@@ -97,6 +97,29 @@ class TestWeigherSpread(SchedulerTestBase):
         self.weigh()
         self.assertEqual(2, log.output.count('connection refused'))
 
+    def test_failure_backoff(self):
+        self.conf.set_override('weigher_cache_ttl', 0, group='kronos')
+        self.conf.set_override('failure_backoff', 10, group='kronos')
+        self.source.answers = metrics.MetricsError('timed out')
+        self.weigh()
+        self.clock.now += 5
+        self.weigh()
+        self.assertEqual(1, len(self.source.calls))
+        self.clock.now += 6
+        self.weigh()
+        self.assertEqual(2, len(self.source.calls))
+
+    def test_concurrent_caller_does_not_wait_for_a_fetch(self):
+        self.assertIsNotNone(self.cache.get())
+        self.clock.now += 31
+        self.cache._lock.acquire()  # another request is fetching
+        try:
+            table = self.cache.get()
+        finally:
+            self.cache._lock.release()
+        self.assertIsNotNone(table)
+        self.assertEqual(1, len(self.source.calls))
+
     def test_unexpected_error_never_raises(self):
         self.source.answers = RuntimeError('boom')
         self.assertEqual({0.5}, {w for _, w in self.weigh()})
