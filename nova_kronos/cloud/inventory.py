@@ -26,7 +26,11 @@ PLACEMENT_MICROVERSION = '1.19'
 
 
 class InventoryError(Exception):
-    """The inventory cannot be read or a requested scope does not exist."""
+    """The inventory cannot be read from the Nova or Placement API."""
+
+
+class ScopeError(InventoryError):
+    """A requested aggregate does not exist, or the scope has no host."""
 
 
 def placement_get(conn, path):
@@ -64,8 +68,9 @@ def read_fleet(conn, aggregates=(), availability_zone=None):
     :param availability_zone: keep only aggregates in this zone.
     :returns: :class:`nova_kronos.fleet.Fleet` whose ``aggregates`` are the
         scope and whose ``hosts`` are every host of those aggregates.
-    :raises InventoryError: a named aggregate does not exist, the scope is
-        empty, or an API call fails.
+    :raises ScopeError: a named aggregate does not exist or the scope is
+        empty.
+    :raises InventoryError: an API call fails.
     """
     try:
         return _read(conn, list(aggregates), availability_zone)
@@ -81,7 +86,7 @@ def _read(conn, wanted, availability_zone):
     by_name = {a.name: a for a in all_aggs}
     missing = [n for n in wanted if n not in by_name]
     if missing:
-        raise InventoryError('no host aggregate named %s (known: %s)' % (
+        raise ScopeError('no host aggregate named %s (known: %s)' % (
             ', '.join(missing), ', '.join(sorted(by_name)) or 'none'))
     chosen = [by_name[n] for n in wanted] if wanted else all_aggs
     if availability_zone:
@@ -92,10 +97,10 @@ def _read(conn, wanted, availability_zone):
                              metadata=dict(a.metadata or {}))
              for a in chosen]
     if not any(a.hosts for a in scope):
-        raise InventoryError('no host aggregate with hosts in scope '
-                             '(aggregates=%s, availability_zone=%s)'
-                             % (','.join(wanted) or 'all',
-                                availability_zone or 'any'))
+        raise ScopeError('no host aggregate with hosts in scope '
+                         '(aggregates=%s, availability_zone=%s)'
+                         % (','.join(wanted) or 'all',
+                            availability_zone or 'any'))
     hosts_in_scope = {h for a in scope for h in a.hosts}
 
     # A host's zone is the zone of any aggregate it is in (Nova allows one).

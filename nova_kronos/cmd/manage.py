@@ -177,10 +177,10 @@ def rebalance(conf, args, conn=None, out=sys.stdout, metric_source=None):
         fleet = inventory.read_fleet(
             conn, aggregates=args.aggregates or opts.aggregates,
             availability_zone=args.availability_zone or opts.availability_zone)
+    except inventory.ScopeError as e:
+        raise CommandError(str(e), EXIT_BAD_INPUT) from e
     except inventory.InventoryError as e:
-        code = (EXIT_BAD_INPUT if 'no host aggregate' in str(e)
-                else EXIT_UNAVAILABLE)
-        raise CommandError(str(e), code) from e
+        raise CommandError(str(e), EXIT_UNAVAILABLE) from e
     try:
         source = metric_source or metrics.load_source(
             conf.kronos.metric_source, conf)

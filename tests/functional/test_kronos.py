@@ -168,6 +168,11 @@ class TestRebalance(base.KronosFunctionalTestCase):
 
 class TestPrometheusDown(base.KronosFunctionalTestCase):
 
+    def test_unknown_aggregate_is_bad_input(self):
+        code, doc, err = self.rebalance('--aggregate', 'nope')
+        self.assertEqual(manage.EXIT_BAD_INPUT, code)
+        self.assertIn('no host aggregate named nope (known: agg1)', err)
+
     def test_scheduling_neutral_and_rebalance_fails_cleanly(self):
         servers = self.boot_servers('host1', 4)
         self.publish({'host1': [(s['id'], 1.0, GIB) for s in servers]})
