@@ -9,6 +9,11 @@ across aggregates is applied to the planning state, and the loop repeats
 until the migration budget is spent or no move improves its aggregate by
 at least ``min_improvement``. A server is moved at most once per plan.
 
+The imbalance balanced here is that of the ``spread`` policies, their
+weights renormalised to sum to 1; ``pack`` policies only bound the
+destinations through their thresholds (consolidating is a pack planner's
+job).
+
 Cost per step: ``O(P * V_a * H_a)`` vectorised per aggregate, with every
 lookup indexed (see :class:`~nova_kronos.planner.state.PlanningState`). In
 large aggregates a first pass looks only at moves from the most loaded to
@@ -100,6 +105,17 @@ class SpreadPlanner:
         shares = {p.name: snapshot.data[p.name].vms for p in policies}
         st = state_mod.PlanningState(fleet, policies, loads, shares,
                                      complete, candidates)
+        # Balance the spread-mode policies only (weights renormalised);
+        # pack-mode policies still bound destinations by their threshold.
+        spread_w = np.array([p.weight if p.mode == 'spread' else 0.0
+                             for p in policies])
+        if spread_w.sum() > 0:
+            st.weights = spread_w / spread_w.sum()
+        else:
+            result.exclusions.append(
+                ('policy', '*', 'no spread-mode policy is enabled: nothing '
+                 'for the spread planner to balance'))
+            max_migrations = 0
 
         scopes = []
         for agg in fleet.aggregates:

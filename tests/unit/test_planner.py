@@ -1,3 +1,5 @@
+import dataclasses
+
 import testtools
 
 from nova_kronos import fleet
@@ -98,6 +100,26 @@ class TestSpreadPlanner(testtools.TestCase):
         fl, snap = fakes.build({'h1': ['a', 'b'], 'h2': []})
         fl.servers['a'].task_state = 'migrating'
         self.assertEqual(['b'], [m.server_id for m in plan(fl, snap).moves])
+
+
+class TestModes(testtools.TestCase):
+
+    def test_pack_policy_is_not_spread(self):
+        # cpu (pack) is skewed, mem (spread) is even: nothing to do.
+        fl, snap = fakes.build({'h1': ['a', 'b'], 'h2': ['c', 'd']})
+        snap.data['cpu'].hosts.update(h1=0.8, h2=0.1)
+        ps = fakes.policy_set()
+        ps = dataclasses.replace(ps, policies=(
+            dataclasses.replace(ps.get('cpu'), mode='pack'), ps.get('mem')))
+        p = plan(fl, snap, ps=ps)
+        self.assertEqual([], p.moves)
+        self.assertAlmostEqual(0.0, p.aggregates[0].imbalance_before)
+
+    def test_only_pack_policies_plans_nothing_and_says_why(self):
+        fl, snap = fakes.build({'h1': list('abcd'), 'h2': []})
+        p = plan(fl, snap, ps=fakes.policy_set(mode='pack'))
+        self.assertEqual([], p.moves)
+        self.assertTrue(any(k == 'policy' for k, _, _ in p.exclusions))
 
 
 class TestServerGroups(testtools.TestCase):
