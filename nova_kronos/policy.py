@@ -23,6 +23,7 @@ openstacksdk.
 """
 
 import dataclasses
+import functools
 import math
 import re
 
@@ -67,9 +68,13 @@ class HostMapping:
     strip_domain: bool = False
     aliases: tuple = ()
 
+    @functools.cached_property
+    def _alias_index(self):
+        return dict(self.aliases)
+
     def to_host(self, value):
         """Return the Nova host name for a label value (a string)."""
-        alias = dict(self.aliases).get(value)
+        alias = self._alias_index.get(value)
         if alias is not None:
             return alias
         host = value
