@@ -234,7 +234,7 @@ class SpreadPlanner:
             added = st.added_load(p, np.array([v]), np.array([dst]))[0, 0]
             mean = float(st.loads[p, h_idx].mean())
             parts.append((
-                policy.weight * abs(st.loads[p, src] - mean),
+                st.weights[p] * abs(st.loads[p, src] - mean),
                 '%s: %s %.2f->%.2f, %s %.2f->%.2f (mean %.2f)' % (
                     policy.name, st.host_names[src], st.loads[p, src],
                     st.loads[p, src] - st.shares[p, v], st.host_names[dst],
