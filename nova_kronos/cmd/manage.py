@@ -146,6 +146,14 @@ def connect(conf, cloud=None):
             EXIT_BAD_INPUT) from e
 
 
+def _load_policies(conf):
+    """The validated policies file; a bad one is exit code 2."""
+    try:
+        return policy_mod.load_file(conf.kronos.policies_file)
+    except policy_mod.PolicyError as e:
+        raise CommandError(str(e), EXIT_BAD_INPUT) from e
+
+
 def rebalance(conf, args, conn=None, out=sys.stdout, metric_source=None):
     """Run one rebalance cycle and return its exit code.
 
@@ -162,10 +170,7 @@ def rebalance(conf, args, conn=None, out=sys.stdout, metric_source=None):
               else args.max_migrations)
     if budget < 0:
         raise CommandError('--max-migrations must be >= 0', EXIT_BAD_INPUT)
-    try:
-        policy_set = policy_mod.load_file(conf.kronos.policies_file)
-    except policy_mod.PolicyError as e:
-        raise CommandError(str(e), EXIT_BAD_INPUT) from e
+    policy_set = _load_policies(conf)
     try:
         planner = planner_mod.load_planner(
             opts.planner, min_improvement=opts.min_improvement)
@@ -288,10 +293,7 @@ def _table(w, header, rows):
 
 
 def validate_policies(conf, out=sys.stdout):
-    try:
-        policy_set = policy_mod.load_file(conf.kronos.policies_file)
-    except policy_mod.PolicyError as e:
-        raise CommandError(str(e), EXIT_BAD_INPUT) from e
+    policy_set = _load_policies(conf)
     out.write('%s: OK\n' % policy_set.source)
     for p in policy_set.policies:
         out.write('  %s: %s, weight %g, threshold %g%s\n' % (
