@@ -4,7 +4,7 @@ Import this module first in functional test modules: it imports the Nova
 harness before anything else (eventlet patching order).
 """
 
-from nova_kronos.testing import nova_cloud  # noqa: I100  isort:skip
+from tests.harness import nova_cloud  # noqa: I100  isort:skip
 
 import io
 import json
@@ -15,8 +15,8 @@ import fixtures
 
 from nova_kronos.cmd import manage
 from nova_kronos.scheduler import loads
-from nova_kronos.testing import prometheus
-from nova_kronos.testing import synthetic
+from tests.harness import prometheus
+from tests.harness import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))

@@ -1,7 +1,7 @@
 """Smoke tests of the in-process Nova cloud, driven through openstacksdk."""
 
 # Must be the first import: it sets up eventlet monkey patching.
-from nova_kronos.testing import nova_cloud  # isort:skip
+from tests.harness import nova_cloud  # isort:skip
 
 import time
 

@@ -28,8 +28,8 @@ import prometheus_api_client
 import testtools
 import yaml
 
-from nova_kronos.testing import prometheus as prom
-from nova_kronos.testing import synthetic
+from tests.harness import prometheus as prom
+from tests.harness import synthetic
 
 SAMPLE_POLICIES = os.path.join(
     os.path.dirname(__file__), '..', '..',

@@ -46,7 +46,7 @@ ENV_BINARY = 'KRONOS_PROMETHEUS_BIN'
 DEFAULT_BATCH_SIZE = 2000
 
 _CONFIG = """\
-# Written by nova_kronos.testing.prometheus: no scrape targets, data
+# Written by tests.harness.prometheus: no scrape targets, data
 # arrives through the remote-write receiver only.
 global:
   scrape_interval: 15s

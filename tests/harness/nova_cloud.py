@@ -57,7 +57,7 @@ Import order matters: this module must be imported **before** anything that
 imports ``eventlet`` (fatal in threading mode), ``urllib3``/``requests``,
 ``keystoneauth1``, ``openstack`` or ``oslo_context`` (monkey-patching
 warnings in eventlet mode). Test modules and demo scripts must import
-``nova_kronos.testing.nova_cloud`` first. ``pytest -n`` (xdist) is known to
+``tests.harness.nova_cloud`` first. ``pytest -n`` (xdist) is known to
 hang in eventlet mode; use stestr for parallel runs.
 
 Behaviour worth knowing (real Nova/openstacksdk behaviour, not harness

@@ -18,7 +18,7 @@ No OpenStack cloud is needed. The demo
 """
 
 # Keep first: the harness chooses the concurrency mode at import.
-from nova_kronos.testing import nova_cloud  # noqa: I100  isort:skip
+from tests.harness import nova_cloud  # noqa: I100  isort:skip
 
 import argparse
 import io
@@ -38,8 +38,8 @@ from nova_kronos.metrics import file as file_source
 from nova_kronos import policy as policy_mod
 from nova_kronos.scheduler import loads as loads_mod
 from nova_kronos import scoring
-from nova_kronos.testing import prometheus
-from nova_kronos.testing import synthetic
+from tests.harness import prometheus
+from tests.harness import synthetic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GIB = 1 << 30
