@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """``nova-kronos-manage``: the nova-manage-style command of nova-kronos.
 
 Usage::
@@ -32,11 +44,10 @@ import threading
 
 from oslo_config import cfg
 from oslo_log import log as logging
+import prettytable
 
 from nova_kronos import conf as kronos_conf
-from nova_kronos import metrics
-from nova_kronos import planner as planner_mod
-from nova_kronos import policy as policy_mod
+from nova_kronos import rebalance as rebalance_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -121,144 +132,90 @@ def build_conf(argv):
     return conf
 
 
-def connect(conf, cloud=None):
-    """An openstacksdk Connection from clouds.yaml or ``[kronos_nova]``."""
-    from keystoneauth1 import loading as ks_loading
-    import openstack
-    cloud = cloud or conf.kronos_rebalance.cloud
-    try:
-        if cloud:
-            # No pinned compute microversion: openstacksdk negotiates each
-            # call (live migration >= 2.30, server groups 2.64, ...).
-            return openstack.connect(cloud=cloud)
-        auth = ks_loading.load_auth_from_conf_options(conf, 'kronos_nova')
-        sess = ks_loading.load_session_from_conf_options(
-            conf, 'kronos_nova', auth=auth)
-        opts = conf.kronos_nova
-        return openstack.connection.Connection(
-            session=sess, region_name=opts.region_name,
-            interface=(opts.valid_interfaces or ['public'])[0])
-    except Exception as e:
-        raise CommandError(
-            'cannot set up Nova API credentials (%s); set [kronos_nova] '
-            'auth_type/auth_url/... in nova.conf or --cloud NAME: %s'
-            % ('cloud %s' % cloud if cloud else '[kronos_nova]', e),
-            EXIT_BAD_INPUT) from e
+def exit_code(outcome):
+    """nova-manage's convention for a finished run (see the module doc)."""
+    if outcome.executed:
+        return EXIT_MOVE_FAILED if outcome.failed_moves else EXIT_OK
+    return EXIT_WORK_FOUND if outcome.work_found else EXIT_OK
 
 
-def _load_policies(conf):
-    """The validated policies file; a bad one is exit code 2."""
-    try:
-        return policy_mod.load_file(conf.kronos.policies_file)
-    except policy_mod.PolicyError as e:
-        raise CommandError(str(e), EXIT_BAD_INPUT) from e
+def _error_code(error):
+    if isinstance(error, rebalance_mod.Unavailable):
+        return EXIT_UNAVAILABLE
+    return EXIT_BAD_INPUT
 
 
-def rebalance(conf, args, conn=None, out=sys.stdout, metric_source=None):
-    """Run one rebalance cycle and return its exit code.
+def _request(conf, args):
+    return rebalance_mod.Request.from_conf(
+        conf, aggregates=args.aggregates,
+        availability_zone=args.availability_zone, execute=args.execute,
+        max_migrations=args.max_migrations, cloud=args.cloud)
 
-    :param conn: an openstacksdk Connection (built from config if None).
-    :param metric_source: a :class:`nova_kronos.metrics.MetricSource`
-        (loaded by name from ``[kronos] metric_source`` if None).
+
+def outcome_document(outcome):
+    """The JSON-ready dict of an :class:`~nova_kronos.rebalance.Outcome`.
+
+    Keys: ``mode`` (``dry-run`` or ``execute``), ``aggregates`` (loads and
+    imbalance before/after, rejected candidates per constraint), ``moves``
+    (in plan order), ``results`` (one per move when executed, else empty)
+    and ``excluded`` (hosts and servers left out, with the reason).
     """
-    from nova_kronos.cloud import executor
-    from nova_kronos.cloud import inventory
-
-    opts = conf.kronos_rebalance
-    execute = (not opts.dry_run) if args.execute is None else args.execute
-    budget = (opts.max_migrations if args.max_migrations is None
-              else args.max_migrations)
-    if budget < 0:
-        raise CommandError('--max-migrations must be >= 0', EXIT_BAD_INPUT)
-    policy_set = _load_policies(conf)
-    try:
-        planner = planner_mod.load_planner(
-            opts.planner, min_improvement=opts.min_improvement)
-    except planner_mod.PlannerError as e:
-        raise CommandError(str(e), EXIT_BAD_INPUT) from e
-    if conn is None:
-        conn = connect(conf, args.cloud)
-    try:
-        fleet = inventory.read_fleet(
-            conn, aggregates=args.aggregates or opts.aggregates,
-            availability_zone=args.availability_zone or opts.availability_zone)
-    except inventory.ScopeError as e:
-        raise CommandError(str(e), EXIT_BAD_INPUT) from e
-    except inventory.InventoryError as e:
-        raise CommandError(str(e), EXIT_UNAVAILABLE) from e
-    try:
-        source = metric_source or metrics.load_source(
-            conf.kronos.metric_source, conf)
-        snapshot = source.collect(policy_set, hosts=fleet.hosts,
-                                  known_hosts=fleet.known_hosts or None)
-    except metrics.MetricsError as e:
-        raise CommandError('cannot read metrics, nothing planned or '
-                           'migrated: %s' % e, EXIT_UNAVAILABLE) from e
-
-    plan = planner.plan(fleet, policy_set, snapshot, budget)
-    results = None
-    if execute and plan.moves:
-        results = executor.execute(conn, plan.moves,
-                                   timeout=opts.migration_timeout,
-                                   poll_interval=opts.poll_interval)
-    render(plan, results, execute, args.format, out)
-    if results is not None:
-        return (EXIT_OK if all(r.status == executor.SUCCEEDED
-                               for r in results) else EXIT_MOVE_FAILED)
-    if not execute and plan.moves:
-        return EXIT_WORK_FOUND
-    return EXIT_OK
+    plan = outcome.plan
+    return {
+        'mode': 'execute' if outcome.request.execute else 'dry-run',
+        'aggregates': [{
+            'name': a.name, 'hosts': a.hosts,
+            'imbalance_before': a.imbalance_before,
+            'imbalance_after': a.imbalance_after,
+            'dispersion_before': a.dispersion_before,
+            'dispersion_after': a.dispersion_after,
+            'loads_before': a.loads_before, 'loads_after': a.loads_after,
+            'rejected_candidates': a.rejections,
+        } for a in plan.aggregates],
+        'moves': [{
+            'server_id': m.server_id, 'server_name': m.server_name,
+            'source': m.source, 'destination': m.destination,
+            'aggregate': m.aggregate, 'reason': m.reason,
+            'imbalance_before': m.imbalance_before,
+            'imbalance_after': m.imbalance_after,
+        } for m in plan.moves],
+        'results': [{
+            'server_id': r.move.server_id, 'status': r.status,
+            'host': r.host, 'detail': r.detail,
+            'seconds': round(r.seconds, 3),
+        } for r in outcome.results or ()],
+        'excluded': [{'kind': k, 'name': n, 'reason': r}
+                     for k, n, r in plan.exclusions],
+    }
 
 
-def render(plan, results, execute, fmt, out):
-    """Print a plan (and execution results) as a table or JSON."""
-    if fmt == 'json':
-        doc = {
-            'mode': 'execute' if execute else 'dry-run',
-            'aggregates': [{
-                'name': a.name, 'hosts': a.hosts,
-                'imbalance_before': a.imbalance_before,
-                'imbalance_after': a.imbalance_after,
-                'dispersion_before': a.dispersion_before,
-                'dispersion_after': a.dispersion_after,
-                'loads_before': a.loads_before, 'loads_after': a.loads_after,
-                'rejected_candidates': a.rejections,
-            } for a in plan.aggregates],
-            'moves': [{
-                'server_id': m.server_id, 'server_name': m.server_name,
-                'source': m.source, 'destination': m.destination,
-                'aggregate': m.aggregate, 'reason': m.reason,
-                'imbalance_before': m.imbalance_before,
-                'imbalance_after': m.imbalance_after,
-            } for m in plan.moves],
-            'results': [{
-                'server_id': r.move.server_id, 'status': r.status,
-                'host': r.host, 'detail': r.detail,
-                'seconds': round(r.seconds, 3),
-            } for r in results or ()],
-            'excluded': [{'kind': k, 'name': n, 'reason': r}
-                         for k, n, r in plan.exclusions],
-        }
-        json.dump(doc, out, indent=2, sort_keys=True)
-        out.write('\n')
-        return
+def _table(header, rows):
+    table = prettytable.PrettyTable(header)
+    table.align = 'l'
+    for row in rows:
+        table.add_row(row)
+    return table.get_string() + '\n'
+
+
+def render_table(outcome, out):
+    """Print an outcome as the operator reads it: per-aggregate loads,
+    moves (with results when executed) and exclusions."""
+    plan, results = outcome.plan, outcome.results
     w = out.write
-    mode = ('execute' if execute
-            else 'dry run (nothing is migrated; use --execute)')
-    w('Mode: %s\n' % mode)
+    w('Mode: %s\n' % ('execute' if outcome.request.execute
+                      else 'dry run (nothing is migrated; use --execute)'))
     for a in plan.aggregates:
         n_moves = sum(1 for m in plan.moves if m.aggregate == a.name)
         w('\nAggregate %s: %d hosts, imbalance %.4f -> %.4f predicted, '
           '%d move(s)\n' % (a.name, len(a.hosts), a.imbalance_before,
                             a.imbalance_after, n_moves))
         policies = list(a.loads_before)
-        header = ['host'] + ['%s before/after' % p for p in policies]
-        rows = [[h] + ['%.3f / %.3f' % (a.loads_before[p][h],
-                                        a.loads_after[p][h])
-                       for p in policies] for h in a.hosts]
-        _table(w, header, rows)
+        w(_table(['host'] + ['%s before/after' % p for p in policies],
+                 [[h] + ['%.3f / %.3f' % (a.loads_before[p][h],
+                                          a.loads_after[p][h])
+                         for p in policies] for h in a.hosts]))
         if a.rejections:
-            w('  candidate moves rejected in the last step: %s\n' % ', '.join(
+            w('candidate moves rejected in the last step: %s\n' % ', '.join(
                 '%s %d' % kv for kv in sorted(a.rejections.items())))
     w('\nMoves (%d):\n' % len(plan.moves))
     if plan.moves:
@@ -269,31 +226,30 @@ def render(plan, results, execute, fmt, out):
             header.append('result')
         rows = []
         for i, m in enumerate(plan.moves, 1):
-            row = [str(i), m.server_id, m.server_name, m.source,
-                   m.destination, '%.4f -> %.4f' % (m.imbalance_before,
-                                                    m.imbalance_after),
+            row = [i, m.server_id, m.server_name, m.source, m.destination,
+                   '%.4f -> %.4f' % (m.imbalance_before, m.imbalance_after),
                    m.reason]
             if results is not None:
                 r = by_move.get(id(m))
                 row.append('%s: %s' % (r.status, r.detail) if r else '')
             rows.append(row)
-        _table(w, header, rows)
+        w(_table(header, rows))
     if plan.exclusions:
         w('\nExcluded (%d):\n' % len(plan.exclusions))
-        for kind, name, reason in plan.exclusions:
-            w('  %s %s: %s\n' % (kind, name, reason))
+        w(_table(['kind', 'name', 'reason'], plan.exclusions))
 
 
-def _table(w, header, rows):
-    widths = [max(len(str(r[i])) for r in [header] + rows)
-              for i in range(len(header))]
-    for row in [header] + rows:
-        w('  ' + '  '.join(str(c).ljust(widths[i])
-                           for i, c in enumerate(row)).rstrip() + '\n')
+def render(outcome, fmt, out):
+    """Print an outcome as ``table`` or ``json``."""
+    if fmt == 'json':
+        json.dump(outcome_document(outcome), out, indent=2, sort_keys=True)
+        out.write('\n')
+    else:
+        render_table(outcome, out)
 
 
 def validate_policies(conf, out=sys.stdout):
-    policy_set = _load_policies(conf)
+    policy_set = rebalance_mod.load_policies(conf)
     out.write('%s: OK\n' % policy_set.source)
     for p in policy_set.policies:
         out.write('  %s: %s, weight %g, threshold %g%s\n' % (
@@ -308,6 +264,8 @@ def main(argv=None, conn=None, out=None, err=None, metric_source=None):
     :param argv: arguments without the program name (default sys.argv[1:]).
     :param conn: openstacksdk Connection to use instead of building one
         (functional tests hand in one that reaches an in-process Nova).
+    :param metric_source: a metric source to use instead of loading
+        ``[kronos] metric_source``.
     """
     out = out or sys.stdout
     err = err or sys.stderr
@@ -315,35 +273,47 @@ def main(argv=None, conn=None, out=None, err=None, metric_source=None):
     try:
         conf = build_conf(argv)
         logging.setup(conf, 'nova-kronos-manage')
-        category = conf.category
-        if category.action == 'validate-policies':
+        args = conf.category
+        if args.action == 'validate-policies':
             return validate_policies(conf, out)
-        if not category.periodic:
-            return rebalance(conf, category, conn, out, metric_source)
-        interval = (category.interval or conf.kronos_rebalance.interval
-                    or 300)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *a: stop.set())
-        code = EXIT_OK
-        while not stop.is_set():
-            try:
-                code = rebalance(conf, category, conn, out, metric_source)
-            except CommandError as e:
-                # A periodic run survives a bad cycle (Prometheus restart).
-                err.write('ERROR: %s\n' % e)
-                code = e.code
-            out.flush()
-            stop.wait(interval)
-        return code
+        request = _request(conf, args)
+        if not args.periodic:
+            outcome = rebalance_mod.run(conf, request, conn=conn,
+                                        metric_source=metric_source)
+            render(outcome, args.format, out)
+            return exit_code(outcome)
+        return _periodic(conf, args, request, conn, metric_source, out, err)
     except CommandError as e:
         err.write('ERROR: %s\n' % e)
         return e.code
+    except rebalance_mod.RebalanceError as e:
+        err.write('ERROR: %s\n' % e)
+        return _error_code(e)
     except KeyboardInterrupt:
         return 130
     except Exception as e:
         LOG.exception('unexpected error')
         err.write('ERROR: unexpected %s: %s\n' % (type(e).__name__, e))
         return EXIT_UNEXPECTED
+
+
+def _periodic(conf, args, request, conn, metric_source, out, err):
+    interval = args.interval or conf.kronos_rebalance.interval or 300
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+
+    def report(outcome, error):
+        if error is not None:
+            err.write('ERROR: %s\n' % error)
+        else:
+            render(outcome, args.format, out)
+        out.flush()
+
+    last = rebalance_mod.run_periodic(conf, request, interval, stop, report,
+                                      conn=conn, metric_source=metric_source)
+    if isinstance(last, rebalance_mod.RebalanceError):
+        return _error_code(last)
+    return EXIT_OK if last is None else exit_code(last)
 
 
 if __name__ == '__main__':
