@@ -1,3 +1,16 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+
 """Read the fleet from the Nova and Placement APIs through openstacksdk.
 
 Calls (compute microversion negotiated up to ``2.latest``):
@@ -8,8 +21,9 @@ Calls (compute microversion negotiated up to ``2.latest``):
 * ``GET /os-hypervisors/detail`` - hypervisor id = compute node UUID =
   Placement resource provider UUID (microversion >= 2.53);
 * ``GET /resource_providers/{uuid}/inventories`` and ``/usages``
-  (Placement) - VCPU and MEMORY_MB totals, reserved, allocation ratios and
-  usage;
+  (Placement, through openstacksdk's placement proxy:
+  ``resource_provider_inventories`` and ``fetch_resource_provider_usages``)
+  - VCPU and MEMORY_MB totals, reserved, allocation ratios and usage;
 * ``GET /servers/detail?all_tenants=1`` - host, status, task state and the
   embedded flavor (vcpus, ram; microversion >= 2.47);
 * ``GET /os-server-groups?all_projects=1`` - policy, rules
@@ -22,7 +36,6 @@ from nova_kronos import fleet
 
 LOG = logging.getLogger(__name__)
 
-PLACEMENT_MICROVERSION = '1.19'
 
 
 class InventoryError(Exception):
@@ -33,31 +46,38 @@ class ScopeError(InventoryError):
     """A requested aggregate does not exist, or the scope has no host."""
 
 
-def placement_get(conn, path):
-    """GET a Placement path and return the decoded JSON body.
+def provider_resources(conn, provider_id):
+    """Inventories and usages of one resource provider, from Placement.
 
+    :param conn: openstacksdk Connection.
+    :param provider_id: resource provider UUID (= Nova compute node UUID).
+    :returns: ``(inventories, usages)``: ``{resource_class:
+        ResourceProviderInventory}`` (``total``, ``reserved``,
+        ``allocation_ratio``, ...) and ``{resource_class: used}``.
     :raises InventoryError: on any HTTP or transport error.
     """
     try:
-        resp = conn.placement.get(
-            path, microversion=PLACEMENT_MICROVERSION,
-            headers={'Accept': 'application/json'})
+        inventories = {inv.resource_class: inv for inv in
+                       conn.placement.resource_provider_inventories(
+                           provider_id)}
+        usages = conn.placement.fetch_resource_provider_usages(
+            provider_id).usages or {}
     except Exception as e:
-        raise InventoryError('Placement GET %s failed: %s' % (path, e)) from e
-    if resp.status_code >= 400:
-        raise InventoryError('Placement GET %s answered HTTP %s: %s'
-                             % (path, resp.status_code, resp.text[:200]))
-    return resp.json()
+        raise InventoryError('Placement read of resource provider %s '
+                             'failed: %s' % (provider_id, e)) from e
+    return inventories, usages
 
 
-def _capacity(inventory, resource):
-    inv = inventory.get(resource)
-    if not inv:
+def _capacity(inventories, resource_class):
+    """``(total, (total - reserved) * allocation_ratio)``, Placement's
+    capacity formula (placement/objects/resource_provider.py)."""
+    inv = inventories.get(resource_class)
+    if inv is None:
         return 0.0, 0.0
-    total = float(inv.get('total', 0))
-    usable = (total - float(inv.get('reserved', 0))) * float(
-        inv.get('allocation_ratio', 1.0))
-    return total, usable
+    total = float(inv.total or 0)
+    ratio = 1.0 if inv.allocation_ratio is None else float(
+        inv.allocation_ratio)
+    return total, (total - float(inv.reserved or 0)) * ratio
 
 
 def read_fleet(conn, aggregates=(), availability_zone=None):
@@ -133,12 +153,7 @@ def _read(conn, wanted, availability_zone):
         host = fleet.Host(name=name, availability_zone=zone_of.get(name),
                           usable=reason is None, unusable_reason=reason)
         for hv in hypervisors.get(name, ()):
-            inv = placement_get(
-                conn, '/resource_providers/%s/inventories' % hv.id).get(
-                    'inventories', {})
-            usage = placement_get(
-                conn, '/resource_providers/%s/usages' % hv.id).get(
-                    'usages', {})
+            inv, usage = provider_resources(conn, hv.id)
             vcpus, vcpus_cap = _capacity(inv, 'VCPU')
             mem, mem_cap = _capacity(inv, 'MEMORY_MB')
             host.vcpus += vcpus
