@@ -139,6 +139,12 @@ def exit_code(outcome):
     return EXIT_WORK_FOUND if outcome.work_found else EXIT_OK
 
 
+def _write_error(err, error):
+    # A policies file can have several errors, one per line: mark each.
+    for line in str(error).splitlines() or ['']:
+        err.write('ERROR: %s\n' % line)
+
+
 def _error_code(error):
     if isinstance(error, rebalance_mod.Unavailable):
         return EXIT_UNAVAILABLE
@@ -198,8 +204,11 @@ def _table(header, rows):
 
 
 def render_table(outcome, out):
-    """Print an outcome as the operator reads it: per-aggregate loads,
-    moves (with results when executed) and exclusions."""
+    """Print an outcome as tables.
+
+    Per-aggregate loads, the moves (with their results when executed) and
+    the exclusions, as the operator reads them.
+    """
     plan, results = outcome.plan, outcome.results
     w = out.write
     w('Mode: %s\n' % ('execute' if outcome.request.execute
@@ -284,10 +293,10 @@ def main(argv=None, conn=None, out=None, err=None, metric_source=None):
             return exit_code(outcome)
         return _periodic(conf, args, request, conn, metric_source, out, err)
     except CommandError as e:
-        err.write('ERROR: %s\n' % e)
+        _write_error(err, e)
         return e.code
     except rebalance_mod.RebalanceError as e:
-        err.write('ERROR: %s\n' % e)
+        _write_error(err, e)
         return _error_code(e)
     except KeyboardInterrupt:
         return 130
@@ -304,7 +313,7 @@ def _periodic(conf, args, request, conn, metric_source, out, err):
 
     def report(outcome, error):
         if error is not None:
-            err.write('ERROR: %s\n' % error)
+            _write_error(err, error)
         else:
             render(outcome, args.format, out)
         out.flush()

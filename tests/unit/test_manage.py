@@ -79,3 +79,14 @@ class TestManage(testtools.TestCase):
                                    conn=object())
         self.assertEqual(manage.EXIT_BAD_INPUT, code)
         self.assertIn('--max-migrations', err)
+
+    def test_every_policies_error_line_is_marked(self):
+        path, pol = self.conf('policies:\n  cpu:\n    mode: sideways\n'
+                              '    weight: 2\n')
+        code, out, err = self.main('--config-file', path, 'kronos',
+                                   'validate-policies')
+        self.assertEqual(manage.EXIT_BAD_INPUT, code)
+        lines = err.splitlines()
+        self.assertGreater(len(lines), 1, err)
+        for line in lines:
+            self.assertTrue(line.startswith('ERROR: %s' % pol), line)
