@@ -19,9 +19,7 @@ model predicts, one sample per hypervisor / VM.
 """
 
 import os
-import struct
 import time
-import unittest
 import uuid as uuidlib
 
 import prometheus_api_client
@@ -37,10 +35,6 @@ SAMPLE_POLICIES = os.path.join(
 
 GiB = 1024 ** 3
 TOLERANCE = 1e-9
-
-_SKIP_REASON = ('prometheus binary not found (no executable at $%s, '
-                'nor `prometheus` on PATH); '
-                'install prometheus to run these tests' % prom.ENV_BINARY)
 
 
 def _uuid(n):
@@ -95,17 +89,32 @@ def _load_policies():
 
 
 class _ServerTestCase(testtools.TestCase):
-    """One Prometheus per test class, shared by its tests."""
+    """One Prometheus per test class, shared by its tests.
+
+    The server starts with the class's first test (``require_prometheus``
+    needs a test to skip, or to fail under CI) and stops after its last.
+    """
 
     server = None
 
+    def setUp(self):
+        super().setUp()
+        binary = prom.require_prometheus(self)
+        cls = type(self)
+        if cls.server is None:
+            server = prom.PrometheusServer(binary)
+            server.start()
+            cls.server = server
+            try:
+                cls.load_class_data()
+            except BaseException:
+                cls.server = None
+                server.stop()
+                raise
+
     @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        if prom.find_prometheus_binary() is None:
-            raise unittest.SkipTest(_SKIP_REASON)
-        cls.server = prom.PrometheusServer()
-        cls.server.start()
+    def load_class_data(cls):
+        """Hook: load data shared by the class's tests (server is up)."""
 
     @classmethod
     def tearDownClass(cls):
@@ -144,8 +153,7 @@ class _ServerTestCase(testtools.TestCase):
 class TestSamplePolicies(_ServerTestCase):
 
     @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
+    def load_class_data(cls):
         cls.policies = _load_policies()
         cls.cloud = _small_cloud()
         cls.now = cls.cloud.load_into(cls.server)
@@ -202,24 +210,30 @@ class TestAfterMigration(_ServerTestCase):
 
 
 class TestRemoteWrite(_ServerTestCase):
+    """protobuf + snappy remote write round-trips exactly."""
 
     def test_round_trip_exact_value(self):
         now_ms = int(time.time()) * 1000
         value = 0.1 + 0.2  # not representable in short decimal
+        odd = 'h\u00e9 "q" \\ \n\u2603'  # quote, backslash, newline, UTF-8
         self.server.remote_write([
-            ({'__name__': 'kronos_roundtrip', 'zeta': 'z', 'alpha': 'a'},
-             [(now_ms - 30000, -1.5e300), (now_ms, value)]),
+            ({'__name__': 'kronos_roundtrip', 'zeta': 'z', 'alpha': odd},
+             [(now_ms - 45000, 5e-324), (now_ms - 30000, -1.5e300),
+              (now_ms, value)]),
         ])
         result = self.query('kronos_roundtrip', now_ms / 1000)
         self.assertEqual(1, len(result))
-        self.assertEqual({'__name__': 'kronos_roundtrip', 'alpha': 'a',
+        self.assertEqual({'__name__': 'kronos_roundtrip', 'alpha': odd,
                           'zeta': 'z'}, result[0]['metric'])
         self.assertEqual(now_ms / 1000, result[0]['value'][0])
         self.assertEqual(value, float(result[0]['value'][1]))
-        # And the older sample, via a range query.
+        # And the older samples, via a range query.
         ranged = self.query('kronos_roundtrip[1m]', now_ms / 1000)
-        self.assertEqual([-1.5e300, value],
+        self.assertEqual([5e-324, -1.5e300, value],
                          [float(v) for _, v in ranged[0]['values']])
+        self.assertEqual([now_ms / 1000 - 45, now_ms / 1000 - 30,
+                          now_ms / 1000],
+                         [t for t, _ in ranged[0]['values']])
 
     def test_rejected_write_raises(self):
         now_ms = int(time.time()) * 1000
@@ -230,64 +244,6 @@ class TestRemoteWrite(_ServerTestCase):
             prom.PrometheusError, self.server.remote_write,
             [({'__name__': 'kronos_bounds'}, [(now_ms - 3 * 3600000, 1.0)])])
         self.assertIn('out of bounds', str(e))
-
-
-class TestEncoding(testtools.TestCase):
-    """Pure unit tests of the hand-written protobuf and snappy encoders."""
-
-    def test_varint_boundaries(self):
-        cases = {
-            0: b'\x00', 1: b'\x01', 127: b'\x7f', 128: b'\x80\x01',
-            300: b'\xac\x02', 16383: b'\xff\x7f', 16384: b'\x80\x80\x01',
-            2 ** 63 - 1: b'\xff' * 8 + b'\x7f',
-            -1: b'\xff' * 9 + b'\x01',
-        }
-        for value, encoded in cases.items():
-            self.assertEqual(encoded, prom.encode_varint(value), value)
-
-    def test_sample_and_label_encoding(self):
-        self.assertEqual(
-            b'\x0a\x03abc\x12\x01v', prom.encode_label('abc', 'v'))
-        self.assertEqual(
-            b'\x09' + struct.pack('<d', 2.5) + b'\x10\xac\x02',
-            prom.encode_sample(300, 2.5))
-
-    def test_labels_sorted(self):
-        ts = prom.encode_timeseries({'b': '2', '__name__': 'm', 'a': '1'}, [])
-        self.assertEqual(
-            b'\x0a\x0d' + prom.encode_label('__name__', 'm')
-            + b'\x0a\x06' + prom.encode_label('a', '1')
-            + b'\x0a\x06' + prom.encode_label('b', '2'), ts)
-
-    def test_write_request_nesting(self):
-        body = prom.encode_write_request([({'__name__': 'm'}, [(1, 1.0)])])
-        label = prom.encode_label('__name__', 'm')
-        sample = prom.encode_sample(1, 1.0)
-        series = (b'\x0a' + bytes([len(label)]) + label
-                  + b'\x12' + bytes([len(sample)]) + sample)
-        self.assertEqual(b'\x0a' + bytes([len(series)]) + series, body)
-
-    def test_snappy_literal_tags(self):
-        self.assertEqual(b'\x00', prom._snappy_literal_tag(1))
-        self.assertEqual(bytes([59 << 2]), prom._snappy_literal_tag(60))
-        self.assertEqual(bytes([60 << 2, 60]), prom._snappy_literal_tag(61))
-        self.assertEqual(bytes([60 << 2, 255]), prom._snappy_literal_tag(256))
-        self.assertEqual(bytes([61 << 2, 0, 1]),
-                         prom._snappy_literal_tag(257))
-        self.assertEqual(bytes([61 << 2, 255, 255]),
-                         prom._snappy_literal_tag(65536))
-        self.assertEqual(bytes([62 << 2, 0, 0, 1]),
-                         prom._snappy_literal_tag(65537))
-
-    def test_snappy_round_trip(self):
-        for size in (0, 1, 59, 60, 61, 62, 255, 256, 257, 65535, 65536,
-                     65537, 200000):
-            data = bytes((i * 7) & 0xff for i in range(size))
-            packed = prom.snappy_compress(data)
-            self.assertEqual(data, prom.snappy_decompress(packed), size)
-        self.assertEqual(b'\x00', prom.snappy_compress(b''))
-        self.assertEqual(b'\x3d' + bytes([60 << 2, 60]) + b'x' * 61,
-                         prom.snappy_compress(b'x' * 61))
 
 
 class TestScale(_ServerTestCase):

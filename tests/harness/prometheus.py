@@ -17,9 +17,11 @@ empty scrape configuration and the remote-write receiver enabled, so tests
 can push exactly the samples they want with :meth:`PrometheusServer.
 remote_write` and then run real PromQL against it.
 
-The remote-write payload (a protobuf ``WriteRequest`` compressed with snappy
-block format) is encoded by hand below, so no protobuf or snappy library is
-needed.
+The remote-write payload is a protobuf ``prometheus.WriteRequest`` (message
+classes built at run time with ``protobuf``, no protoc step) compressed in
+snappy block format (``cramjam``).  Use :func:`require_prometheus` in tests
+that need the server: it skips them when the binary is missing, but fails
+them when ``$CI`` is true.
 
 Limits worth knowing:
 
@@ -32,12 +34,15 @@ Limits worth knowing:
 import os
 import shutil
 import socket
-import struct
 import subprocess
 import tempfile
 import time
 
+import cramjam
 import fixtures
+from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pool
+from google.protobuf import message_factory
 import requests
 
 ENV_BINARY = 'KRONOS_PROMETHEUS_BIN'
@@ -73,6 +78,32 @@ def find_prometheus_binary():
     return shutil.which('prometheus')
 
 
+def _in_ci():
+    return os.environ.get('CI', '').strip().lower() in ('true', '1', 'yes')
+
+
+def require_prometheus(testcase):
+    """Return the ``prometheus`` binary for ``testcase``, or skip it.
+
+    When the binary is missing the test is skipped, except under CI
+    (``$CI`` is ``true``, ``1`` or ``yes``, any case), where it fails:
+    Prometheus-backed tests must never be silently skipped there.
+    """
+    binary = find_prometheus_binary()
+    if binary is not None:
+        return binary
+    env = os.environ.get(ENV_BINARY)
+    if env:
+        reason = ('$%s=%s is not an executable file' % (ENV_BINARY, env))
+    else:
+        reason = ('prometheus binary not found on PATH (apt-get install '
+                  'prometheus, or set $%s)' % ENV_BINARY)
+    if _in_ci():
+        testcase.fail(reason + '; $CI is set, so this is a failure, '
+                      'not a skip')
+    testcase.skipTest(reason)
+
+
 def _free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(('127.0.0.1', 0))
@@ -80,156 +111,80 @@ def _free_port():
 
 
 # --------------------------------------------------------------------------
-# Hand-written protobuf encoding of prometheus.WriteRequest
+# Remote-write payload: protobuf prometheus.WriteRequest, snappy block format
 # --------------------------------------------------------------------------
 
-_MASK64 = (1 << 64) - 1
+def _remote_write_pool():
+    """A descriptor pool holding the remote-write 1.0 ``WriteRequest``.
 
-
-def encode_varint(value):
-    """Encode ``value`` as a protobuf base-128 varint.
-
-    Negative ints use 64-bit two's complement (10 bytes), as protobuf does
-    for ``int64``.
+    Built at run time from a FileDescriptorProto (the fields we send of
+    prometheus/prompb/types.proto and remote.proto), in a private
+    descriptor pool so nothing else registering ``prometheus.*`` clashes.
     """
-    value &= _MASK64
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    field = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(
+        name='nova_kronos_tests/prometheus_remote_write.proto',
+        package='prometheus', syntax='proto3')
+
+    def message(name, *fields):
+        msg = proto.message_type.add(name=name)
+        for fname, number, ftype, type_name in fields:
+            if type_name:   # repeated sub-message
+                msg.field.add(name=fname, number=number, type=ftype,
+                              label=field.LABEL_REPEATED,
+                              type_name=type_name)
+            else:
+                msg.field.add(name=fname, number=number, type=ftype,
+                              label=field.LABEL_OPTIONAL)
+
+    message('Label', ('name', 1, field.TYPE_STRING, ''),
+            ('value', 2, field.TYPE_STRING, ''))
+    message('Sample', ('value', 1, field.TYPE_DOUBLE, ''),
+            ('timestamp', 2, field.TYPE_INT64, ''))
+    message('TimeSeries',
+            ('labels', 1, field.TYPE_MESSAGE, '.prometheus.Label'),
+            ('samples', 2, field.TYPE_MESSAGE, '.prometheus.Sample'))
+    message('WriteRequest',
+            ('timeseries', 1, field.TYPE_MESSAGE, '.prometheus.TimeSeries'))
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return pool
 
 
-def _len_field(field_number, payload):
-    # wire type 2: length-delimited
-    return (encode_varint(field_number << 3 | 2) + encode_varint(len(payload))
-            + payload)
-
-
-_SAMPLE_VALUE_TAG = bytes([1 << 3 | 1])   # field 1, wire type 1 (64-bit)
-_SAMPLE_TS_TAG = bytes([2 << 3 | 0])      # field 2, wire type 0 (varint)
-_pack_double = struct.Struct('<d').pack
-
-
-def encode_label(name, value):
-    """``Label{string name = 1; string value = 2}``."""
-    return (_len_field(1, name.encode('utf-8'))
-            + _len_field(2, value.encode('utf-8')))
-
-
-def encode_sample(timestamp_ms, value):
-    """``Sample{double value = 1; int64 timestamp = 2}``."""
-    return (_SAMPLE_VALUE_TAG + _pack_double(float(value))
-            + _SAMPLE_TS_TAG + encode_varint(int(timestamp_ms)))
-
-
-def encode_timeseries(labels, samples):
-    """``TimeSeries{repeated Label labels = 1; repeated Sample samples = 2}``.
-
-    Labels are written sorted by name, as Prometheus requires.
-    """
-    parts = [_len_field(1, encode_label(name, labels[name]))
-             for name in sorted(labels)]
-    for ts, value in samples:
-        parts.append(_len_field(2, encode_sample(ts, value)))
-    return b''.join(parts)
+_POOL = _remote_write_pool()
+# A class for every message type, held here: protobuf 4.22-4.24 (upb)
+# crashes once the implicitly created sub-message classes are collected.
+_MESSAGES = {
+    name: message_factory.GetMessageClass(
+        _POOL.FindMessageTypeByName('prometheus.' + name))
+    for name in ('Label', 'Sample', 'TimeSeries', 'WriteRequest')}
+WriteRequest = _MESSAGES['WriteRequest']
 
 
 def encode_write_request(series):
-    """``WriteRequest{repeated TimeSeries timeseries = 1}``.
+    """Serialized ``prometheus.WriteRequest`` (not yet compressed).
 
     :param series: iterable of ``(labels, samples)`` where ``labels`` is a
         ``dict`` including ``__name__`` and ``samples`` a list of
-        ``(timestamp_ms, value)`` in increasing time order.
+        ``(timestamp_ms, value)`` in increasing time order.  Labels are
+        sent sorted by name, as Prometheus requires.
     """
-    return b''.join(_len_field(1, encode_timeseries(labels, samples))
-                    for labels, samples in series)
+    request = WriteRequest()
+    add_series = request.timeseries.add
+    for labels, samples in series:
+        ts = add_series()
+        add_label = ts.labels.add
+        for name in sorted(labels):
+            add_label(name=name, value=labels[name])
+        add_sample = ts.samples.add
+        for timestamp_ms, value in samples:
+            add_sample(timestamp=int(timestamp_ms), value=float(value))
+    return request.SerializeToString()
 
 
-# --------------------------------------------------------------------------
-# Hand-written snappy block-format compression (literals only)
-# --------------------------------------------------------------------------
-
-#: Longest literal we emit in one element (any length up to 2**32 is legal).
-_SNAPPY_MAX_LITERAL = 65536
-
-
-def _snappy_literal_tag(length):
-    """Tag for a literal element of ``length`` (>= 1) bytes.
-
-    The low two bits are 0b00 (literal).  For ``length - 1 < 60`` the upper
-    six bits hold ``length - 1``; otherwise they hold 60..63 meaning that
-    ``length - 1`` follows as a 1..4 byte little-endian integer.
-    """
-    n = length - 1
-    if n < 60:
-        return bytes([n << 2])
-    extra = (n.bit_length() + 7) // 8
-    if extra > 4:
-        raise ValueError('snappy literal too long: %d' % length)
-    return bytes([(59 + extra) << 2]) + n.to_bytes(extra, 'little')
-
-
-def snappy_compress(data):
-    """Encode ``data`` in snappy block format using only literal elements.
-
-    This "compresses" nothing but is a valid snappy stream: a varint of the
-    uncompressed length followed by literal chunks.
-    """
-    data = bytes(data)
-    out = [encode_varint(len(data))]
-    for start in range(0, len(data), _SNAPPY_MAX_LITERAL):
-        chunk = data[start:start + _SNAPPY_MAX_LITERAL]
-        out.append(_snappy_literal_tag(len(chunk)))
-        out.append(chunk)
-    return b''.join(out)
-
-
-def snappy_decompress(data):
-    """Decode a snappy block containing literals and copies (for tests)."""
-    data = bytes(data)
-    length = shift = pos = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        length |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            break
-    out = bytearray()
-    while pos < len(data):
-        tag = data[pos]
-        pos += 1
-        kind = tag & 3
-        if kind == 0:
-            n = tag >> 2
-            if n >= 60:
-                extra = n - 59
-                n = int.from_bytes(data[pos:pos + extra], 'little')
-                pos += extra
-            n += 1
-            out += data[pos:pos + n]
-            pos += n
-            continue
-        if kind == 1:
-            n = ((tag >> 2) & 7) + 4
-            offset = ((tag >> 5) << 8) | data[pos]
-            pos += 1
-        elif kind == 2:
-            n = (tag >> 2) + 1
-            offset = int.from_bytes(data[pos:pos + 2], 'little')
-            pos += 2
-        else:
-            n = (tag >> 2) + 1
-            offset = int.from_bytes(data[pos:pos + 4], 'little')
-            pos += 4
-        for _ in range(n):
-            out.append(out[-offset])
-    if len(out) != length:
-        raise ValueError('snappy: expected %d bytes, got %d'
-                         % (length, len(out)))
-    return bytes(out)
+def _snappy(data):
+    # Remote write uses the snappy *block* format, not the framing format.
+    return bytes(cramjam.snappy.compress_raw(data))
 
 
 # --------------------------------------------------------------------------
@@ -384,7 +339,7 @@ class PrometheusServer(fixtures.Fixture):
         session = self._session or requests
 
         def flush():
-            body = snappy_compress(encode_write_request(batch))
+            body = _snappy(encode_write_request(batch))
             resp = session.post(self.url + '/api/v1/write', data=body,
                                 headers=headers, timeout=60)
             if not 200 <= resp.status_code < 300:
