@@ -37,7 +37,6 @@ from nova_kronos import fleet
 LOG = logging.getLogger(__name__)
 
 
-
 class InventoryError(Exception):
     """The inventory cannot be read from the Nova or Placement API."""
 
@@ -69,8 +68,11 @@ def provider_resources(conn, provider_id):
 
 
 def _capacity(inventories, resource_class):
-    """``(total, (total - reserved) * allocation_ratio)``, Placement's
-    capacity formula (placement/objects/resource_provider.py)."""
+    """``(total, usable)`` of one resource class of a provider.
+
+    ``usable = (total - reserved) * allocation_ratio``, Placement's
+    capacity formula (placement/objects/resource_provider.py).
+    """
     inv = inventories.get(resource_class)
     if inv is None:
         return 0.0, 0.0

@@ -248,4 +248,3 @@ class TestCommandExitCodes(RebalanceTestCase):
         self.assertIn('dry run (nothing is migrated; use --execute)', out)
         self.assertIn('Moves (1):', out)
         self.assertIn('| host1  ', out)
-
