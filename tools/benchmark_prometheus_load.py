@@ -24,7 +24,6 @@ import argparse
 import os
 import sys
 import time
-import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
@@ -43,19 +42,8 @@ def make_cloud(hosts, vms):
     per_host = max(1, -(-vms // hosts))
     busy = min(0.01, 8.0 / 18 / per_host)     # at most ~8 busy cores/host
     rss = min(GiB, 96 * GiB // (per_host * 5 // 2))
-    cpus_cycle = (16, 32, 48, 64)
-    cloud_hosts = [
-        synthetic.SyntheticHost('perf%02d' % h, cpus=cpus_cycle[h % 4],
-                                mem_bytes=(128 + 64 * (h % 3)) * GiB,
-                                overhead_cores=0.5)
-        for h in range(hosts)]
-    for i in range(vms):
-        host = cloud_hosts[i % hosts]
-        host.vms.append(synthetic.SyntheticVM(
-            str(uuid.UUID(int=1000 + i)),
-            'instance-%08x' % (len(host.vms) + 1),
-            vcpus=2, busy_cores=busy * (i % 37), rss_bytes=(1 + i % 4) * rss))
-    return synthetic.SyntheticCloud(cloud_hosts)
+    return synthetic.round_robin_cloud(hosts, vms, busy_unit=busy,
+                                       rss_unit=rss)
 
 
 def count_series(server, now):

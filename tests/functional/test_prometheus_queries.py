@@ -69,18 +69,7 @@ def _small_cloud():
 
 
 def _big_cloud(hosts=12, vms=300):
-    cpus_cycle = (16, 32, 48, 64)
-    cloud_hosts = [
-        synthetic.SyntheticHost('perf%02d' % h, cpus=cpus_cycle[h % 4],
-                                mem_bytes=(128 + 64 * (h % 3)) * GiB,
-                                overhead_cores=0.5)
-        for h in range(hosts)]
-    for i in range(vms):
-        host = cloud_hosts[i % hosts]
-        host.vms.append(synthetic.SyntheticVM(
-            _uuid(1000 + i), 'instance-%08x' % (len(host.vms) + 1),
-            vcpus=2, busy_cores=0.01 * (i % 37), rss_bytes=(1 + i % 4) * GiB))
-    return synthetic.SyntheticCloud(cloud_hosts)
+    return synthetic.round_robin_cloud(hosts, vms)
 
 
 def _load_policies():

@@ -50,6 +50,7 @@ the sample interval.
 
 import dataclasses
 import time
+import uuid as uuidlib
 from typing import List, Optional
 
 NODE_PORT = 9100
@@ -257,3 +258,31 @@ class SyntheticCloud(object):
             now = int(time.time())
         server.remote_write(self.series(now))
         return int(now)
+
+
+GIB = 1 << 30
+
+
+def round_robin_cloud(hosts, vms, busy_unit=0.01, rss_unit=GIB):
+    """A cloud for scale tests: ``vms`` VMs dealt round-robin to ``hosts``.
+
+    Hosts cycle through 16/32/48/64 cpus and 128/192/256 GiB with 0.5 busy
+    cores of overhead; VM ``i`` (UUID ``int=1000 + i``) has 2 vCPUs,
+    ``busy_unit * (i % 37)`` busy cores and ``(1 + i % 4) * rss_unit``
+    bytes of RSS, so every load is known exactly. Choose the units so no
+    host is overcommitted (:meth:`SyntheticCloud.validate` checks).
+    """
+    cpus_cycle = (16, 32, 48, 64)
+    cloud_hosts = [
+        SyntheticHost('perf%02d' % h, cpus=cpus_cycle[h % 4],
+                      mem_bytes=(128 + 64 * (h % 3)) * GIB,
+                      overhead_cores=0.5)
+        for h in range(hosts)]
+    for i in range(vms):
+        host = cloud_hosts[i % hosts]
+        host.vms.append(SyntheticVM(
+            str(uuidlib.UUID(int=1000 + i)),
+            'instance-%08x' % (len(host.vms) + 1), vcpus=2,
+            busy_cores=busy_unit * (i % 37),
+            rss_bytes=(1 + i % 4) * rss_unit))
+    return SyntheticCloud(cloud_hosts)
