@@ -251,7 +251,11 @@ class DemoCloud(kronos_cloud.KronosCloudTestCase):
                         imbalance=(imb0, imb1, imb2), migrations=done)
 
 
-def main(argv=None):
+def main(argv=None, stdout=None):
+    """Run the demo; returns 0 when every step and every migration succeeded.
+
+    :param stdout: where the demo prints (default: ``sys.stdout``).
+    """
     parser = argparse.ArgumentParser(
         prog='python -m tests.demo',
         description='Run nova-kronos end to end on an embedded in-process '
@@ -268,7 +272,7 @@ def main(argv=None):
                              'the prometheus binary is installed')
     args = parser.parse_args(argv)
     _OPTIONS.update(vars(args))
-    _OPTIONS['stdout'] = sys.stdout
+    _OPTIONS['stdout'] = stdout or sys.stdout
     DemoCloud.use_prometheus = (not args.no_prometheus
                                 and prometheus.find_prometheus_binary()
                                 is not None)
