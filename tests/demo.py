@@ -61,23 +61,16 @@ _OPTIONS = {}
 _OUTCOME = {}
 
 
-def _say(text=''):
-    # The terminal's stream, not sys.stdout: Nova's harness captures
+def _terminal():
+    # The stream main() was given, not sys.stdout: Nova's harness captures
     # sys.stdout inside a test when OS_STDOUT_CAPTURE is set (tox sets it).
-    out = _OPTIONS.get('stdout') or sys.stdout
+    return _OPTIONS.get('stdout') or sys.stdout
+
+
+def _say(text=''):
+    out = _terminal()
     out.write(text + '\n')
     out.flush()
-
-
-class _Terminal:
-    """A file-like object on the terminal's stream (see :func:`_say`)."""
-
-    def write(self, text):
-        out = _OPTIONS.get('stdout') or sys.stdout
-        out.write(text)
-
-    def flush(self):
-        (_OPTIONS.get('stdout') or sys.stdout).flush()
 
 
 class DemoCloud(kronos_cloud.KronosCloudTestCase):
@@ -214,7 +207,7 @@ class DemoCloud(kronos_cloud.KronosCloudTestCase):
         outcome = rebalance.run(
             conf, rebalance.Request.from_conf(conf, max_migrations=budget),
             conn=self.conn)
-        manage.render_table(outcome, _Terminal())
+        manage.render_table(outcome, _terminal())
         predicted = outcome.plan.aggregates[0].imbalance_after
 
         _say('\nRebalance, execute (... --execute --max-migrations %d):'

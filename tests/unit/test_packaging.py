@@ -47,6 +47,12 @@ def _imported_top_levels(path):
             yield node.lineno, node.module.split('.')[0]
 
 
+def _entry_points():
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(ROOT, 'setup.cfg'))
+    return cfg['entry_points']
+
+
 class TestRuntimePackage(testtools.TestCase):
 
     def test_no_test_only_import(self):
@@ -63,10 +69,8 @@ class TestRuntimePackage(testtools.TestCase):
         self.assertEqual([], offenders)
 
     def test_entry_points_name_package_modules(self):
-        cfg = configparser.ConfigParser()
-        cfg.read(os.path.join(ROOT, 'setup.cfg'))
         seen = 0
-        for group, lines in cfg['entry_points'].items():
+        for group, lines in _entry_points().items():
             for line in filter(None, lines.splitlines()):
                 name, target = (x.strip() for x in line.split('=', 1))
                 module = target.split(':')[0]
@@ -78,9 +82,7 @@ class TestRuntimePackage(testtools.TestCase):
         self.assertGreater(seen, 0)
 
     def test_no_demo_console_script(self):
-        cfg = configparser.ConfigParser()
-        cfg.read(os.path.join(ROOT, 'setup.cfg'))
-        scripts = cfg['entry_points']['console_scripts']
+        scripts = _entry_points()['console_scripts']
         self.assertEqual(['nova-kronos-manage'],
                          [line.split('=')[0].strip()
                           for line in scripts.splitlines() if line.strip()])
