@@ -63,7 +63,14 @@ class Host:
 
 @dataclasses.dataclass
 class Server:
-    """One server (instance). ``host`` is its compute host."""
+    """One server (instance). ``host`` is its compute host.
+
+    ``flavor_name`` and ``flavor_extra_specs`` are the server's embedded
+    flavor (``original_name``, ``extra_specs``; microversion >= 2.47),
+    ``image_id`` its image (None when booted from volume) and
+    ``project_id`` its owner: what a feasibility oracle needs to rebuild
+    the server's scheduling request.
+    """
 
     id: str
     name: str
@@ -73,6 +80,10 @@ class Server:
     status: str = 'ACTIVE'
     task_state: str = None
     group_id: str = None
+    flavor_name: str = None
+    flavor_extra_specs: dict = dataclasses.field(default_factory=dict)
+    image_id: str = None
+    project_id: str = None
 
     @property
     def migratable(self):

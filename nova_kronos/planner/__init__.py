@@ -51,7 +51,10 @@ class AggregateReport:
 
     ``loads_before`` / ``loads_after`` map policy -> host -> load (hosts
     with complete data only); ``rejections`` maps a constraint name to the
-    number of candidate moves it rejected in the last planning step.
+    number of candidate moves it rejected in the last planning step; with
+    a feasibility oracle, Nova's rules appear under their own names
+    (``Placement``, a filter class name), counting the candidates whose
+    verdict was asked of Nova.
     """
 
     name: str
@@ -70,12 +73,16 @@ class Plan:
     """The result of planning: moves in order, reports and exclusions.
 
     ``exclusions`` is a list of ``(kind, name, reason)`` for hosts and
-    servers left out of planning (no data, service down, not ACTIVE, ...).
+    servers left out of planning (no data, service down, not ACTIVE, rules
+    that cannot be evaluated, no destination Nova accepts, ...).
+    ``oracle_queries`` counts the (server, host) pairs whose feasibility was
+    asked of Nova's rules (0 without an oracle).
     """
 
     moves: list = dataclasses.field(default_factory=list)
     aggregates: list = dataclasses.field(default_factory=list)
     exclusions: list = dataclasses.field(default_factory=list)
+    oracle_queries: int = 0
 
 
 class PlannerError(Exception):

@@ -37,6 +37,7 @@ falls back to every pair when that pass finds nothing worth doing.
 import numpy as np
 
 from nova_kronos import constraints
+from nova_kronos.constraints import feasibility
 from nova_kronos import planner
 from nova_kronos.planner import state as state_mod
 from nova_kronos import scoring
@@ -59,8 +60,10 @@ class SpreadPlanner:
         self.min_improvement = float(min_improvement)
         self.prune_hosts = int(prune_hosts)
         self.constraints = tuple(constraint_set or constraints.DEFAULT)
+        self._feas = None
 
-    def plan(self, fleet, policy_set, snapshot, max_migrations):
+    def plan(self, fleet, policy_set, snapshot, max_migrations,
+             oracle=None):
         """Plan up to ``max_migrations`` moves.
 
         :param fleet: :class:`nova_kronos.fleet.Fleet`; its ``aggregates``
@@ -69,6 +72,10 @@ class SpreadPlanner:
         :param snapshot: :class:`nova_kronos.metrics.Snapshot` with host
             loads and server shares for every enabled policy.
         :param max_migrations: int >= 0.
+        :param oracle: optional feasibility oracle (see
+            :mod:`nova_kronos.constraints.feasibility`): every planned move
+            is one it says Nova accepts; servers it cannot evaluate are
+            left out, and servers it finds no destination for are reported.
         :returns: :class:`nova_kronos.planner.Plan`.
         """
         policies = policy_set.enabled
@@ -113,11 +120,23 @@ class SpreadPlanner:
                      % (s.status, s.task_state)))
             else:
                 candidates.append(s.id)
+        if oracle is not None and candidates:
+            excluded = oracle.excluded(
+                [fleet.servers[c] for c in candidates]) or {}
+            for sid, why in sorted(excluded.items()):
+                result.exclusions.append(
+                    ('server', sid, 'not moved: %s' % why))
+            candidates = [c for c in candidates if c not in excluded]
 
         loads = {p.name: snapshot.data[p.name].hosts for p in policies}
         shares = {p.name: snapshot.data[p.name].vms for p in policies}
         st = state_mod.PlanningState(fleet, policies, loads, shares,
                                      complete, candidates)
+        feas = None
+        if oracle is not None:
+            feas = feasibility.FeasibilityConstraint(oracle)
+            feas.bind(st)
+        self._feas = feas
         # Balance the spread-mode policies only (weights renormalised);
         # pack-mode policies still bound destinations by their threshold.
         spread_w = np.array([p.weight if p.mode == 'spread' else 0.0
@@ -155,7 +174,10 @@ class SpreadPlanner:
             server = st.servers[v]
             source = st.host_names[st.src[v]]
             reason = self._reason(st, v, dst, h_idx)
+            src = st.src[v]
             st.apply(v, dst)
+            if feas is not None:
+                feas.applied(v, src, dst)
             result.moves.append(planner.Move(
                 server_id=server.id, server_name=server.name, source=source,
                 destination=st.host_names[dst], aggregate=agg.name,
@@ -170,7 +192,30 @@ class SpreadPlanner:
                 dispersion_before=disp_b, dispersion_after=disp_a,
                 loads_before=loads_b, loads_after=loads_a,
                 rejections=rejections[i]))
+            if feas is not None:
+                self._report_refused(st, feas, agg, h_idx, result)
+        if feas is not None:
+            result.oracle_queries = feas.asked
         return result
+
+    @staticmethod
+    def _report_refused(st, feas, agg, h_idx, result):
+        """Exclusions for servers Nova's rules allow nowhere else."""
+        dests = h_idx[st.usable[h_idx]]
+        local = np.isin(st.src, h_idx) & ~st.moved
+        for v, why in feas.refused_everywhere(np.nonzero(local)[0], dests):
+            by_rule = {}
+            for h, (rule, detail) in sorted(why.items()):
+                by_rule.setdefault((rule, detail), []).append(
+                    st.host_names[h])
+            result.exclusions.append((
+                'server', st.servers[v].id,
+                'no other host of aggregate %s accepts it under Nova\'s '
+                'rules: %s' % (agg.name, '; '.join(
+                    '%s refused by %s%s' % (
+                        ','.join(hosts), rule,
+                        ' (%s)' % detail if detail else '')
+                    for (rule, detail), hosts in sorted(by_rule.items())))))
 
     def _snapshot(self, st, h_idx):
         sub = st.loads[:, h_idx]
@@ -234,7 +279,15 @@ class SpreadPlanner:
         if not allowed.any():
             return None
         masked = np.where(allowed, predicted, np.inf)
-        flat = int(np.argmin(masked))
+        if self._feas is not None:
+            # Nova's rules last, lazily and best-first (only the pairs
+            # still in play are asked about).
+            flat = self._feas.best(v_idx, d_glob, masked)
+            self._feas.count(v_idx, d_glob, allowed, rejections)
+            if flat is None:
+                return None
+        else:
+            flat = int(np.argmin(masked))
         row, col = divmod(flat, len(dests))
         return (int(v_idx[row]), int(d_glob[col]), current,
                 float(masked.flat[flat]))
