@@ -38,7 +38,9 @@ class Host:
     ``(total - reserved) * allocation_ratio`` (what Placement lets be
     allocated) and ``*_used`` the current allocations. ``usable`` is False
     when the nova-compute service is down, disabled or forced down;
-    ``unusable_reason`` then says which.
+    ``unusable_reason`` then says which. ``node_uuids`` / ``node_names``
+    are its compute nodes (hypervisor id = Placement root provider UUID,
+    hypervisor hostname).
     """
 
     name: str
@@ -51,6 +53,8 @@ class Host:
     memory_mb_used: float = 0.0
     usable: bool = True
     unusable_reason: str = None
+    node_uuids: tuple = ()
+    node_names: tuple = ()
 
     @property
     def free_vcpus(self):
@@ -82,6 +86,7 @@ class Server:
     group_id: str = None
     flavor_name: str = None
     flavor_extra_specs: dict = dataclasses.field(default_factory=dict)
+    flavor_disk_gb: int = 0
     image_id: str = None
     project_id: str = None
 
@@ -127,6 +132,8 @@ class Fleet:
     :ivar aggregates: list of :class:`Aggregate` in scope
     :ivar known_hosts: every nova-compute host of the cloud (frozenset),
         in scope or not; empty when unknown
+    :ivar all_aggregates: every aggregate of the cloud, in scope or not
+        (isolation aggregates overlap the ones balanced)
     """
 
     hosts: dict
@@ -134,10 +141,11 @@ class Fleet:
     groups: dict = dataclasses.field(default_factory=dict)
     aggregates: list = dataclasses.field(default_factory=list)
     known_hosts: frozenset = frozenset()
+    all_aggregates: list = dataclasses.field(default_factory=list)
 
     @classmethod
     def build(cls, hosts, servers, groups=(), aggregates=(),
-              known_hosts=()):
+              known_hosts=(), all_aggregates=()):
         """Index lists of hosts, servers and groups; link servers to groups.
 
         A server's ``group_id`` is set from the groups' member lists (Nova
@@ -151,4 +159,5 @@ class Fleet:
                     servers[member].group_id = g.id
         return cls(hosts={h.name: h for h in hosts}, servers=servers,
                    groups=groups, aggregates=list(aggregates),
-                   known_hosts=frozenset(known_hosts))
+                   known_hosts=frozenset(known_hosts),
+                   all_aggregates=list(all_aggregates))

@@ -181,7 +181,13 @@ def run(conf, request, conn=None, metric_source=None):
         raise Unavailable('cannot read metrics, nothing planned or '
                           'migrated: %s' % e) from e
 
-    plan = planner.plan(fleet, policy_set, snapshot, request.max_migrations)
+    oracle = nova_rules_oracle(conf, fleet, conn)
+    plan = planner.plan(fleet, policy_set, snapshot, request.max_migrations,
+                        oracle=oracle)
+    if oracle is not None:
+        plan.feasibility = {'mode': oracle.mode, 'rules': oracle.rules,
+                            'not_evaluated': getattr(oracle, 'not_evaluated',
+                                                     [])}
     outcome = Outcome(request=request, plan=plan)
     if request.execute and plan.moves:
         outcome.results = executor.execute(
@@ -192,6 +198,64 @@ def run(conf, request, conn=None, metric_source=None):
              '' if outcome.results is None else ', %d failed'
              % len(outcome.failed_moves))
     return outcome
+
+
+_NOVA_CONF_LOADED = []
+
+
+def _load_nova_conf(conf):
+    """Load Nova's own configuration from our config files, once.
+
+    Inside Nova's processes (or its functional test harness) Nova's
+    configuration is already loaded (it has an API database connection)
+    and is used as is.
+
+    :returns: True when Nova's configuration reaches its API database.
+    """
+    from nova import conf as nova_conf
+    if nova_conf.CONF.api_database.connection:
+        return True
+    files = list(conf.config_file or ())
+    if files and not _NOVA_CONF_LOADED:
+        from nova import config as nova_config
+        try:
+            nova_config.parse_args(['nova-kronos-manage'],
+                                   default_config_files=files,
+                                   init_rpc=False)
+            _NOVA_CONF_LOADED.append(files)
+        except Exception as e:
+            LOG.warning("kronos: cannot load Nova's configuration from %s: "
+                        '%s', ', '.join(files), e)
+    return bool(nova_conf.CONF.api_database.connection)
+
+
+def nova_rules_oracle(conf, fleet, conn):
+    """The feasibility oracle ``[kronos_rebalance] feasibility`` asks for.
+
+    :returns: an oracle of :mod:`nova_kronos.cloud.nova_rules`, or None.
+    :raises BadInput: ``scheduler`` mode without database access.
+    """
+    from nova_kronos.cloud import nova_rules
+    mode = conf.kronos_rebalance.feasibility
+    if mode == 'none':
+        return None
+    has_db = _load_nova_conf(conf)
+    if mode in ('auto', 'scheduler'):
+        if mode == 'scheduler' and not has_db:
+            raise BadInput('[kronos_rebalance] feasibility = scheduler needs '
+                           "Nova's [api_database] connection in the config "
+                           'files')
+        if has_db:
+            try:
+                return nova_rules.SchedulerOracle(fleet)
+            except nova_rules.RulesUnavailable as e:
+                if mode == 'scheduler':
+                    raise BadInput(str(e)) from e
+                LOG.warning('kronos: %s; checking moves through the APIs '
+                            'only', e)
+    from nova import conf as nova_conf
+    return nova_rules.ApiOracle(
+        conn, fleet, nova_conf.CONF.filter_scheduler.enabled_filters)
 
 
 def run_periodic(conf, request, interval, stop, report, conn=None,

@@ -24,8 +24,9 @@ Calls (compute microversion negotiated up to ``2.latest``):
   (Placement, through openstacksdk's placement proxy:
   ``resource_provider_inventories`` and ``fetch_resource_provider_usages``)
   - VCPU and MEMORY_MB totals, reserved, allocation ratios and usage;
-* ``GET /servers/detail?all_tenants=1`` - host, status, task state and the
-  embedded flavor (vcpus, ram; microversion >= 2.47);
+* ``GET /servers/detail?all_tenants=1`` - host, status, task state, image,
+  project and the embedded flavor (vcpus, ram, disk, extra specs;
+  microversion >= 2.47);
 * ``GET /os-server-groups?all_projects=1`` - policy, rules
   (``max_server_per_host``, microversion >= 2.64) and members.
 """
@@ -114,10 +115,11 @@ def _read(conn, wanted, availability_zone):
     if availability_zone:
         chosen = [a for a in chosen
                   if a.availability_zone == availability_zone]
-    scope = [fleet.Aggregate(name=a.name, hosts=tuple(a.hosts or ()),
-                             availability_zone=a.availability_zone,
-                             metadata=dict(a.metadata or {}))
-             for a in chosen]
+    model = {a.name: fleet.Aggregate(
+        name=a.name, hosts=tuple(a.hosts or ()),
+        availability_zone=a.availability_zone,
+        metadata=dict(a.metadata or {})) for a in all_aggs}
+    scope = [model[a.name] for a in chosen]
     if not any(a.hosts for a in scope):
         raise ScopeError('no host aggregate with hosts in scope '
                          '(aggregates=%s, availability_zone=%s)'
@@ -155,6 +157,8 @@ def _read(conn, wanted, availability_zone):
         host = fleet.Host(name=name, availability_zone=zone_of.get(name),
                           usable=reason is None, unusable_reason=reason)
         for hv in hypervisors.get(name, ()):
+            host.node_uuids += (hv.id,)
+            host.node_names += (hv.name,)
             inv, usage = provider_resources(conn, hv.id)
             vcpus, vcpus_cap = _capacity(inv, 'VCPU')
             mem, mem_cap = _capacity(inv, 'MEMORY_MB')
@@ -174,11 +178,17 @@ def _read(conn, wanted, availability_zone):
         if s.compute_host not in hosts_in_scope:
             continue
         flavor = s.flavor or {}
+        image = s.image or {}
         servers.append(fleet.Server(
             id=s.id, name=s.name, host=s.compute_host,
             vcpus=int(flavor.get('vcpus') or 0),
             memory_mb=int(flavor.get('ram') or 0),
-            status=s.status, task_state=s.task_state))
+            status=s.status, task_state=s.task_state,
+            flavor_name=flavor.get('original_name') or flavor.get('name'),
+            flavor_extra_specs=dict(flavor.get('extra_specs') or {}),
+            flavor_disk_gb=int(flavor.get('disk') or 0),
+            image_id=image.get('id') or None,
+            project_id=s.project_id))
 
     groups = []
     for g in conn.compute.server_groups(all_projects=True):
@@ -190,4 +200,5 @@ def _read(conn, wanted, availability_zone):
             members=tuple(g.member_ids or ()),
             max_server_per_host=int(max_per_host) if max_per_host else None))
     return fleet.Fleet.build(hosts, servers, groups, scope,
-                             known_hosts=services)
+                             known_hosts=services,
+                             all_aggregates=list(model.values()))

@@ -164,7 +164,9 @@ def outcome_document(outcome):
     Keys: ``mode`` (``dry-run`` or ``execute``), ``aggregates`` (loads and
     imbalance before/after, rejected candidates per constraint), ``moves``
     (in plan order), ``results`` (one per move when executed, else empty)
-    and ``excluded`` (hosts and servers left out, with the reason).
+    ``excluded`` (hosts and servers left out, with the reason) and
+    ``feasibility`` (which of Nova's rules checked each move, and how many
+    (server, host) pairs were asked; null when not checked).
     """
     plan = outcome.plan
     return {
@@ -192,6 +194,9 @@ def outcome_document(outcome):
         } for r in outcome.results or ()],
         'excluded': [{'kind': k, 'name': n, 'reason': r}
                      for k, n, r in plan.exclusions],
+        'feasibility': dict(plan.feasibility,
+                            pairs_asked=plan.oracle_queries)
+        if plan.feasibility else None,
     }
 
 
@@ -213,6 +218,16 @@ def render_table(outcome, out):
     w = out.write
     w('Mode: %s\n' % ('execute' if outcome.request.execute
                       else 'dry run (nothing is migrated; use --execute)'))
+    feas = plan.feasibility
+    if feas:
+        w("Nova's rules (%s mode) checked every move: %s; %d (server, host) "
+          'pair(s) asked%s\n' % (
+              feas['mode'], ', '.join(feas['rules']), plan.oracle_queries,
+              '; not evaluated: %s' % ', '.join(feas['not_evaluated'])
+              if feas.get('not_evaluated') else ''))
+    else:
+        w("Nova's rules were not checked ([kronos_rebalance] feasibility = "
+          'none)\n')
     for a in plan.aggregates:
         n_moves = sum(1 for m in plan.moves if m.aggregate == a.name)
         w('\nAggregate %s: %d hosts, imbalance %.4f -> %.4f predicted, '

@@ -110,6 +110,25 @@ rebalance_opts = [
     cfg.StrOpt('planner', default='spread',
                help='Planner plugin (stevedore namespace '
                     'nova_kronos.planners).'),
+    cfg.StrOpt('feasibility', default='auto',
+               choices=[
+                   ('auto', 'scheduler when this nova.conf gives access to '
+                            "Nova's API database, else api"),
+                   ('scheduler', "Nova's RequestSpecs, request filters, "
+                                 'Placement allocation candidates and every '
+                                 '[filter_scheduler] enabled_filters filter, '
+                                 'evaluated in-process with the database '
+                                 'access nova-manage has'),
+                   ('api', 'Placement allocation candidates and the '
+                           'aggregate-metadata filters, through the APIs '
+                           'only; servers needing more (dedicated CPUs, '
+                           'NUMA, PCI, vGPU, image properties checked '
+                           'against the hypervisor) are not moved'),
+                   ('none', 'only the planner\'s own constraints (vCPU/RAM, '
+                            'zone, liveness, server groups, thresholds)')],
+               help="How each planned live migration is checked against "
+                    "Nova's own scheduling rules before it is planned, so "
+                    "that no move is one Nova refuses."),
     cfg.StrOpt('cloud',
                help='clouds.yaml cloud name for the Nova API. When unset, '
                     'the [kronos_nova] keystoneauth options are used.'),

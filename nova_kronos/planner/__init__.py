@@ -76,13 +76,16 @@ class Plan:
     servers left out of planning (no data, service down, not ACTIVE, rules
     that cannot be evaluated, no destination Nova accepts, ...).
     ``oracle_queries`` counts the (server, host) pairs whose feasibility was
-    asked of Nova's rules (0 without an oracle).
+    asked of Nova's rules (0 without an oracle); ``feasibility`` says which
+    oracle checked the moves (``mode``, ``rules`` evaluated, enabled filters
+    ``not_evaluated``), or None.
     """
 
     moves: list = dataclasses.field(default_factory=list)
     aggregates: list = dataclasses.field(default_factory=list)
     exclusions: list = dataclasses.field(default_factory=list)
     oracle_queries: int = 0
+    feasibility: dict = None
 
 
 class PlannerError(Exception):

@@ -81,6 +81,8 @@ class RebalanceTestCase(testtools.TestCase):
         self.conf([])
         self.cfg = self.useFixture(cfg_fixture.Config(self.conf))
         self.cfg.config(policies_file=self.policies_file, group='kronos')
+        # Nova's rules are checked in the functional tests (real Nova).
+        self.cfg.config(feasibility='none', group='kronos_rebalance')
         # host1 carries six servers of 0.1 each, host2 none: worth moving.
         self.fleet, self.snapshot = fakes.build(
             {'host1': ['s%d' % i for i in range(6)], 'host2': []})
@@ -137,6 +139,28 @@ class TestRun(RebalanceTestCase):
         self.assertTrue(outcome.work_found)
         self.execute.assert_not_called()
         self.assertEqual(manage.EXIT_WORK_FOUND, manage.exit_code(outcome))
+
+    def test_the_oracle_vets_every_move_and_is_reported(self):
+        from tests.unit import test_feasibility
+        oracle = test_feasibility.RuleOracle({None: {'host1'}})
+        oracle.mode, oracle.rules = 'api', ['Placement']
+        self.useFixture(fixtures.MockPatchObject(
+            rebalance, 'nova_rules_oracle', return_value=oracle))
+        outcome = self.run_once()
+        # Every server may only stay on host1: nothing is worth planning,
+        # and each server says why.
+        self.assertEqual([], outcome.plan.moves)
+        self.assertEqual('api', outcome.plan.feasibility['mode'])
+        refused = [n for k, n, r in outcome.plan.exclusions
+                   if 'host2 refused by AggregateInstanceExtraSpecsFilter'
+                   in r]
+        self.assertEqual(sorted('s%d' % i for i in range(6)), sorted(refused))
+        doc = manage.outcome_document(outcome)
+        self.assertEqual(1, doc['feasibility']['pairs_asked'])
+        out = io.StringIO()
+        manage.render_table(outcome, out)
+        self.assertIn("Nova's rules (api mode) checked every move",
+                      out.getvalue())
 
     def test_dry_run_with_nothing_to_do_is_ok(self):
         outcome = self.run_once(max_migrations=0)
