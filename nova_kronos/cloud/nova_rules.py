@@ -135,9 +135,11 @@ def _signature(spec):
 
 
 class _Oracle:
-    """What both oracles share: the cache of Placement answers per
-    (signature, host), the usage planned moves add to providers, and the
-    filter pass over one HostState."""
+    """What both oracles share.
+
+    The cache of Placement answers per (signature, host), the usage planned
+    moves add to providers, and the filter pass over one HostState.
+    """
 
     mode = None
 

@@ -99,11 +99,10 @@ class FeasibilityConstraint:
                 for key in [k for k in self.details if k[1] == h]:
                     del self.details[key]
 
-    # -- lookups ---------------------------------------------------------------
+    # -- lookups -------------------------------------------------------------
 
     def _ensure_signatures(self, v_idx):
-        """Fill ``self.sig`` for candidates ``v_idx`` (asks the oracle once
-        per server)."""
+        """Fill ``self.sig`` for ``v_idx``; one oracle call per server."""
         missing = v_idx[self.sig[v_idx] < 0]
         if not len(missing):
             return
@@ -217,12 +216,13 @@ class FeasibilityConstraint:
         accepted = (codes == ACCEPTED).sum(axis=1)
         unknown = (codes == UNKNOWN).sum(axis=1)
         row = {int(s): i for i, s in enumerate(sigs)}
+        in_scope = set(h_idx.tolist())
         out = []
         for v in v_idx:
             s = int(self.sig[v])
             i = row[s]
             src_code = self.codes[s, self.state.src[v]] \
-                if self.state.src[v] in set(h_idx.tolist()) else None
+                if self.state.src[v] in in_scope else None
             acc = accepted[i] - (src_code == ACCEPTED)
             unk = unknown[i] - (src_code == UNKNOWN)
             if acc == 0 and unk == 0:
