@@ -478,6 +478,7 @@ class ApiOracle(_Oracle):
         return None
 
     def _spec_for(self, server):
+        from nova import context as nova_context
         from nova import objects
         image = self._image(server.image_id) if server.image_id else {}
         if isinstance(image, Exception):
@@ -491,7 +492,8 @@ class ApiOracle(_Oracle):
         image_meta = objects.ImageMeta.from_dict(
             {'properties': dict(image.get('properties') or {})})
         spec = objects.RequestSpec.from_components(
-            None, server.id, image_meta, flavor, None, None, {}, None,
+            nova_context.get_admin_context(), server.id, image_meta, flavor,
+            None, None, {}, None,
             None, project_id=server.project_id, user_id=None)
         spec.is_bfv = not server.image_id
         spec.ignore_hosts = [server.host]
