@@ -122,7 +122,8 @@ class FeasibilityConstraint:
     def known(self, v_idx, d_glob):
         """Verdict codes [len(v_idx), len(d_glob)] (-1 where unknown)."""
         self._ensure_signatures(v_idx)
-        return self.codes[self.sig[v_idx]][:, d_glob]
+        # Columns first: copies S x D, not S x all hosts.
+        return self.codes[:, d_glob][self.sig[v_idx]]
 
     def _code(self, rejection):
         if rejection is None:
