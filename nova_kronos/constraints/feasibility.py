@@ -60,32 +60,29 @@ class FeasibilityConstraint:
     """A lazily evaluated, cached constraint backed by an oracle.
 
     :param oracle: an object implementing the oracle protocol above.
+    :param state: the plan's
+        :class:`~nova_kronos.planner.state.PlanningState`.
     :param batch: largest number of (signature, host) pairs sent to the
         oracle at once.
     """
 
-    #: Tells the planner to call :meth:`best` instead of masking up front.
-    lazy = True
-    name = 'nova-rules'
-
-    def __init__(self, oracle, batch=32):
+    def __init__(self, oracle, state, batch=32):
         self.oracle = oracle
+        self.state = state
         self.batch = max(1, int(batch))
         self.rules = [None]          # rule index -> name; 0 = accepted
         self._rule_index = {}
-        self.details = {}            # (sig index, host index) -> detail
+        # (sig index, host index) -> detail of the latest rejection; a
+        # re-asked pair that is rejected again overwrites it, and it is
+        # only read for pairs whose code is a rejection.
+        self.details = {}
         self.asked = 0               # pairs sent to the oracle
-        self.state = None
-
-    # -- life cycle ----------------------------------------------------------
-
-    def bind(self, state):
-        """Attach to a planning state (once per plan, before any query)."""
-        self.state = state
         self.sig = np.full(len(state.servers), -1, dtype=np.int64)
         self._sig_index = {}
         self.codes = np.full((0, len(state.host_names)), UNKNOWN,
                              dtype=np.int16)
+
+    # -- life cycle ----------------------------------------------------------
 
     def applied(self, v, src, dst):
         """A move of candidate ``v`` from host index ``src`` to ``dst``."""
@@ -96,8 +93,6 @@ class FeasibilityConstraint:
             h = self.state.host_index.get(host)
             if h is not None:
                 self.codes[:, h] = UNKNOWN
-                for key in [k for k in self.details if k[1] == h]:
-                    del self.details[key]
 
     # -- lookups -------------------------------------------------------------
 

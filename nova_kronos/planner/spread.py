@@ -60,7 +60,6 @@ class SpreadPlanner:
         self.min_improvement = float(min_improvement)
         self.prune_hosts = int(prune_hosts)
         self.constraints = tuple(constraint_set or constraints.DEFAULT)
-        self._feas = None
 
     def plan(self, fleet, policy_set, snapshot, max_migrations,
              oracle=None):
@@ -132,11 +131,8 @@ class SpreadPlanner:
         shares = {p.name: snapshot.data[p.name].vms for p in policies}
         st = state_mod.PlanningState(fleet, policies, loads, shares,
                                      complete, candidates)
-        feas = None
-        if oracle is not None:
-            feas = feasibility.FeasibilityConstraint(oracle)
-            feas.bind(st)
-        self._feas = feas
+        feas = (feasibility.FeasibilityConstraint(oracle, st)
+                if oracle is not None else None)
         # Balance the spread-mode policies only (weights renormalised);
         # pack-mode policies still bound destinations by their threshold.
         spread_w = np.array([p.weight if p.mode == 'spread' else 0.0
@@ -160,7 +156,7 @@ class SpreadPlanner:
         while len(result.moves) < max_migrations:
             best = None
             for i, (agg, h_idx) in enumerate(scopes):
-                found = self._best_move(st, h_idx, rejections[i])
+                found = self._best_move(st, h_idx, rejections[i], feas)
                 if found is None:
                     continue
                 gain = found[2] - found[3]
@@ -172,9 +168,9 @@ class SpreadPlanner:
             i, _, (v, dst, cur, new) = best
             agg, h_idx = scopes[i]
             server = st.servers[v]
-            source = st.host_names[st.src[v]]
-            reason = self._reason(st, v, dst, h_idx)
             src = st.src[v]
+            source = st.host_names[src]
+            reason = self._reason(st, v, dst, h_idx)
             st.apply(v, dst)
             if feas is not None:
                 feas.applied(v, src, dst)
@@ -226,7 +222,7 @@ class SpreadPlanner:
                           for h in h_idx}
                  for i, p in enumerate(st.policies)})
 
-    def _best_move(self, st, h_idx, rejections):
+    def _best_move(self, st, h_idx, rejections, feas):
         """Best (v, dst, imbalance now, imbalance after) in one aggregate.
 
         In a large aggregate the servers of the ``prune_hosts`` most loaded
@@ -252,15 +248,19 @@ class SpreadPlanner:
             if sources is not None:
                 mask = movable & np.isin(st.src, h_idx[sources])
             found = self._best_in(st, h_idx, local, np.nonzero(mask)[0],
-                                  dests, sub_loads, current, rejections)
+                                  dests, sub_loads, current, rejections,
+                                  feas)
             if found is not None and current - found[3] >= \
                     self.min_improvement:
                 return found
         return found
 
     def _best_in(self, st, h_idx, local, v_idx, dests, sub_loads, current,
-                 rejections):
-        """Best move of servers ``v_idx`` to local host indexes ``dests``."""
+                 rejections, feas):
+        """Best move of servers ``v_idx`` to local host indexes ``dests``.
+
+        ``feas`` (a ``FeasibilityConstraint``, or None) is asked last.
+        """
         if not len(v_idx):
             return None
         d_glob = h_idx[dests]
@@ -279,11 +279,11 @@ class SpreadPlanner:
         if not allowed.any():
             return None
         masked = np.where(allowed, predicted, np.inf)
-        if self._feas is not None:
+        if feas is not None:
             # Nova's rules last, lazily and best-first (only the pairs
             # still in play are asked about).
-            flat = self._feas.best(v_idx, d_glob, masked)
-            self._feas.count(v_idx, d_glob, allowed, rejections)
+            flat = feas.best(v_idx, d_glob, masked)
+            feas.count(v_idx, d_glob, allowed, rejections)
             if flat is None:
                 return None
         else:
