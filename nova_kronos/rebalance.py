@@ -186,8 +186,7 @@ def run(conf, request, conn=None, metric_source=None):
                         oracle=oracle)
     if oracle is not None:
         plan.feasibility = {'mode': oracle.mode, 'rules': oracle.rules,
-                            'not_evaluated': getattr(oracle, 'not_evaluated',
-                                                     [])}
+                            'not_evaluated': list(oracle.not_evaluated)}
     outcome = Outcome(request=request, plan=plan)
     if request.execute and plan.moves:
         outcome.results = executor.execute(

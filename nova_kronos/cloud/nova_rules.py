@@ -142,6 +142,8 @@ class _Oracle:
     """
 
     mode = None
+    #: Enabled filters this oracle cannot evaluate (listed in reports).
+    not_evaluated = ()
 
     def __init__(self, fleet, filters, handler):
         self.fleet = fleet
@@ -149,10 +151,12 @@ class _Oracle:
         self.handler = handler
         self._specs = {}        # signature -> prepared RequestSpec
         self._server_sig = {}   # server id -> signature
-        self._candidates = {}   # (signature, host) -> (alloc_reqs, summaries)
+        # (signature, host) -> (spec for that host, alloc_reqs, summaries):
+        # prepared and asked once; a re-ask after a planned move only
+        # re-checks room and re-runs the filters.
+        self._candidates = {}
         self._chosen = {}       # (signature, host) -> allocation request
         self._planned = {}      # provider uuid -> {resource class: amount}
-        self.placement_calls = 0
 
     @property
     def rules(self):
@@ -206,18 +210,19 @@ class _Oracle:
             planned = self._planned.setdefault(rp, {})
             for rc, amount in item['resources'].items():
                 planned[rc] = planned.get(rc, 0) + amount
-        self._consume(sig, destination, alloc)
+        spec = copy.deepcopy(self._candidates[(sig, destination)][0])
+        self._consume(spec, destination, alloc)
         return [destination]
 
     # -- shared steps -------------------------------------------------------
 
     def _evaluate(self, sig, host):
-        spec = self._spec_at(sig, host)
         key = (sig, host)
         if key not in self._candidates:
-            self.placement_calls += 1
-            self._candidates[key] = self._allocation_candidates(spec, host)
-        alloc_reqs, summaries = self._candidates[key]
+            spec = self._spec_at(sig, host)
+            self._candidates[key] = (spec,) + self._allocation_candidates(
+                spec, host)
+        spec, alloc_reqs, summaries = self._candidates[key]
         if isinstance(alloc_reqs, str):
             return (PLACEMENT, alloc_reqs)
         fitting = [a for a in alloc_reqs if self._fits(a, summaries)]
@@ -375,8 +380,7 @@ class SchedulerOracle(_Oracle):
                                    'could not be computed' % host)
         return hs
 
-    def _consume(self, sig, host, alloc):
-        spec = self._spec_at(sig, host)
+    def _consume(self, spec, host, alloc):
         hs = self._host_state(host)
         try:
             from nova.scheduler import utils
@@ -426,7 +430,6 @@ class ApiOracle(_Oracle):
         self._image_reader = image_reader or self._glance_image
         self._images = {}
         self._host_states = {}
-        self._aggregates = None
 
     def _glance_image(self, image_id):
         image = self.conn.image.get_image(image_id)
@@ -533,18 +536,13 @@ class ApiOracle(_Oracle):
             hs.aggregates = [
                 objects.Aggregate(id=i, name=a.name, hosts=list(a.hosts),
                                   metadata=dict(a.metadata))
-                for i, a in enumerate(self._all_aggregates())
+                for i, a in enumerate(self.fleet.all_aggregates
+                                      or self.fleet.aggregates)
                 if host in a.hosts]
             self._host_states[host] = hs
         return hs
 
-    def _all_aggregates(self):
-        if self._aggregates is None:
-            self._aggregates = (self.fleet.all_aggregates
-                                or self.fleet.aggregates)
-        return self._aggregates
-
-    def _consume(self, sig, host, alloc):
+    def _consume(self, spec, host, alloc):
         """The API filters read nothing a move changes."""
 
 

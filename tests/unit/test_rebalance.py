@@ -144,6 +144,7 @@ class TestRun(RebalanceTestCase):
         from tests.unit import test_feasibility
         oracle = test_feasibility.RuleOracle({None: {'host1'}})
         oracle.mode, oracle.rules = 'api', ['Placement']
+        oracle.not_evaluated = ()
         self.useFixture(fixtures.MockPatchObject(
             rebalance, 'nova_rules_oracle', return_value=oracle))
         outcome = self.run_once()
