@@ -82,6 +82,15 @@ class DemoCloud(kronos_cloud.KronosCloudTestCase):
     aggregate_name = 'demo-agg'
     availability_zone = 'az1'
 
+    def setUp(self):
+        # run_demo quiets the 'nova' logger for the harness teardown; put
+        # its level back once everything is torn down, so later tests in
+        # the same process (tests/functional/test_demo.py runs the demo
+        # inside a stestr worker) still capture Nova's INFO lines.
+        nova_log = logging.getLogger('nova')
+        self.addCleanup(nova_log.setLevel, nova_log.level)
+        super().setUp()
+
     # -- the synthetic workload, keyed by server -----------------------------
 
     def _profile(self, server_id):
