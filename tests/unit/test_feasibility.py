@@ -13,9 +13,12 @@
 """The planner with a feasibility oracle (Nova's rules), faked here."""
 
 import collections
+import types
 
 import testtools
 
+from nova_kronos.cloud import nova_rules
+from nova_kronos import fleet
 from nova_kronos.planner import spread
 from tests.unit import fakes
 
@@ -166,3 +169,61 @@ class TestFeasibility(testtools.TestCase):
         self.assertEqual(0, p.oracle_queries)
         self.assertNotIn('AggregateInstanceExtraSpecsFilter',
                          p.aggregates[0].rejections)
+
+
+class RoomOracle(nova_rules._Oracle):
+    """The shared oracle steps with one fixed Placement answer per host.
+
+    Every host offers ``CUSTOM_MAGIC`` on a child provider with capacity
+    4 and 2 used, and a server needs 1: two more fit, as Placement says.
+    """
+
+    mode = 'test'
+
+    def __init__(self):
+        super().__init__(fleet=None, filters=[], handler=None)
+
+    def _spec_for(self, server):
+        return server
+
+    def signatures(self, servers):
+        for s in servers:
+            self._specs.setdefault('magic', s)
+            self._server_sig[s.id] = 'magic'
+        return ['magic'] * len(servers)
+
+    def _spec_at(self, sig, host):
+        return self._specs[sig]
+
+    def _allocation_candidates(self, spec, host):
+        child = host + '-child'
+        alloc = {'allocations': {child: {'resources': {'CUSTOM_MAGIC': 1}},
+                                 host: {'resources': {'VCPU': 1}}}}
+        summaries = {child: {'resources': {'CUSTOM_MAGIC': {
+            'capacity': 4, 'used': 2}}},
+            host: {'resources': {'VCPU': {'capacity': 64, 'used': 0}}}}
+        return [alloc], summaries
+
+    def _host_state(self, host):
+        return types.SimpleNamespace(allocation_candidates=None)
+
+    def _consume(self, spec, host, alloc):
+        pass
+
+
+class TestPlannedPlacementUsage(testtools.TestCase):
+
+    def test_planned_moves_use_up_provider_room(self):
+        oracle = RoomOracle()
+        servers = [fleet.Server(id='s%d' % i, name='s%d' % i, host='h1',
+                                vcpus=1, memory_mb=512) for i in range(3)]
+        oracle.signatures(servers)
+        for s in servers[:2]:
+            self.assertEqual([None], oracle.evaluate([(s, 'h2')]))
+            self.assertEqual(['h2'], oracle.record_move(s, 'h1', 'h2'))
+        # capacity 4 - used 2 - planned 2 leaves nothing for the third.
+        verdict = oracle.evaluate([(servers[2], 'h2')])[0]
+        self.assertEqual('Placement', verdict[0])
+        self.assertIn('no room left', verdict[1])
+        # Another host's providers are untouched.
+        self.assertEqual([None], oracle.evaluate([(servers[2], 'h3')]))
