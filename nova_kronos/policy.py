@@ -38,8 +38,22 @@ say stays in code: weights and thresholds must be finite (not ``.nan``), at
 least one policy must be enabled and the weights of the enabled policies
 must sum to 1; these run only once the structure is valid.
 
+Reading is bounded, so a hostile or broken file fails fast with a clear
+message instead of a traceback or a hang: the file is read as bytes and
+refused when larger than :data:`MAX_FILE_BYTES`, when it is not UTF-8 or
+when it holds a control character (binary data; the message gives the line
+and byte offset). YAML is then composed with limits: at most
+:data:`MAX_NODES` nodes once every alias is counted as the size of the node
+it refers to (anchors sharing a query stay cheap, a "billion laughs" file is
+refused before anything is expanded), at most :data:`MAX_DEPTH` levels of
+nesting, and no alias inside the node it refers to. A key given twice in
+any mapping (a policy name, a field) is an error naming both lines; YAML
+itself would keep the last one silently.
+
 Every validation error is a :class:`PolicyError` whose message names the
 file, the policy and the field, so an operator can fix the file at once.
+A value quoted from the file is cut at :data:`SHOWN_CHARS` characters and at
+most :data:`MAX_ERROR_LINES` problems are listed.
 Structural errors are all reported, one per line, in the order their
 fields appear in the file (a missing field at the position of its policy);
 each line reads ``<file>: policy '<name>': field "<field>" <problem>``, e.g.
@@ -66,6 +80,18 @@ _NAME_PATTERN = r'^[A-Za-z0-9_.-]+$'
 # "Contains a non-blank character": jsonschema applies ``pattern`` with
 # re.search, so this rejects "" and whitespace-only strings.
 _NON_BLANK = r'\S'
+
+#: Largest policies file read, in bytes (1 MiB); real files are a few KiB.
+MAX_FILE_BYTES = 1024 * 1024
+#: Largest document in YAML nodes (scalars, sequences, mappings), counting
+#: an alias as the size of the node it refers to.
+MAX_NODES = 100000
+#: Deepest nesting of sequences and mappings; a valid file needs 4.
+MAX_DEPTH = 32
+#: Characters of a value from the file quoted in an error message.
+SHOWN_CHARS = 80
+#: Problems listed in one error message; the rest are counted.
+MAX_ERROR_LINES = 20
 
 
 def _text(description, **extra):
@@ -186,6 +212,18 @@ SCHEMA = {
                 'vm_label': _text(
                     'Label of the vm_query samples holding the Nova server '
                     'UUID.'),
+                'settle_time': {
+                    'description': 'Seconds (> 0) after a live migration '
+                                   'until both queries fully reflect it. '
+                                   'Without it: the longest window of the '
+                                   'two queries (a range inside a subquery '
+                                   'counts as the sum of both windows) '
+                                   'plus one scrape interval. Set it when '
+                                   'a query uses offset, which that rule '
+                                   'does not count.',
+                    'type': 'number',
+                    'exclusiveMinimum': 0,
+                },
             },
         },
     },
@@ -214,6 +252,26 @@ class Policy:
     vm_label: str
     resource: str = None
     enabled: bool = True
+    settle_time: float = None
+
+    def settle_seconds(self, scrape_interval):
+        """Seconds until this policy's metrics fully reflect a migration.
+
+        That is how long after a live migration ends both queries return
+        values computed only from samples taken after it.
+
+        :param scrape_interval: seconds between two scrapes of the
+            exporters (a number >= 0).
+        :returns: float: ``settle_time`` when the policy declares it, else
+            the larger :func:`promql_range_seconds` of ``host_query`` and
+            ``vm_query`` plus ``scrape_interval``.
+        :raises ValueError: a query holds a window that is not a
+            Prometheus duration (only when ``settle_time`` is not set).
+        """
+        if self.settle_time is not None:
+            return float(self.settle_time)
+        return max(promql_range_seconds(self.host_query),
+                   promql_range_seconds(self.vm_query)) + scrape_interval
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,37 +332,336 @@ class PolicySet:
         raise KeyError(name)
 
 
+# -- PromQL windows ----------------------------------------------------------
+
+_DURATION_UNITS_MS = (('y', 365 * 86400000), ('w', 7 * 86400000),
+                      ('d', 86400000), ('h', 3600000), ('m', 60000),
+                      ('s', 1000), ('ms', 1))
+# Prometheus' duration syntax: whole numbers, units from the largest down,
+# each at most once ("1h30m", "90s", "250ms"); "0" alone is allowed too.
+_DURATION = re.compile(''.join(r'(?:(\d+)%s)?' % unit
+                               for unit, _ in _DURATION_UNITS_MS) + '$')
+_WINDOW = re.compile(r'\s*(\w*)\s*(?:(:)\s*(\w*)\s*)?$')
+_TOKEN = re.compile(r"""
+    (?P<skip> \s+ | \#[^\n]* )                      # blanks, comments
+  | (?P<str> "(?:[^"\\]|\\.)*(?:"|$) | '(?:[^'\\]|\\.)*(?:'|$)
+           | `[^`]*(?:`|$) )                        # strings, unclosed too
+  | (?P<window> \[[^\]]*\] )                        # [5m] or [10m:1m]
+  | (?P<unclosed> \[ )
+  | (?P<name> [A-Za-z_:][A-Za-z0-9_:]* )
+  | (?P<number> (?:\d+\.?\d*|\.\d+)[A-Za-z0-9_.]* ) # 1e3, 0x1f, 5m
+  | (?P<group> [(){}] )
+  | (?P<other> . )
+""", re.VERBOSE | re.DOTALL)
+# Words that join two operands: a subquery's operand never reaches past
+# one of them to the left.
+_JOINING_WORDS = frozenset(('and', 'or', 'unless', 'on', 'ignoring',
+                            'group_left', 'group_right', 'bool', 'atan2',
+                            'offset'))
+_OPENER = {')': '(', '}': '{'}
+
+
+def _duration_ms(text, query):
+    if text == '0':
+        return 0
+    match = _DURATION.match(text)
+    if not (match and any(match.groups())):
+        raise ValueError('%s in PromQL %s is not a Prometheus duration'
+                         % (_shown(text), _shown(query)))
+    return sum(int(count) * unit_ms for count, (_, unit_ms)
+               in zip(match.groups(), _DURATION_UNITS_MS) if count)
+
+
+def _operand_start(tokens, openers, index):
+    """Index of the first token of the operand before ``tokens[index]``.
+
+    The operand of a subquery is a name, a ``{...}`` or ``(...)`` group
+    with or without a name before it, or an aggregation
+    (``sum by (a) (...)``, ``sum (...) by (a)``): at most four steps back.
+    """
+    start = index
+    for _ in range(4):
+        before = start - 1
+        if before < 0:
+            break
+        kind, text = tokens[before]
+        if before in openers:
+            start = openers[before]
+        elif kind in ('name', 'number') and text not in _JOINING_WORDS:
+            start = before
+        else:
+            break
+    return start
+
+
+def promql_range_seconds(query):
+    """How far back in time a PromQL query reads, in seconds.
+
+    That is the largest range (``rate(x[5m])``: 300.0) or subquery window
+    (``max_over_time(x[1h30m:1m])``: 5400.0). A window inside the operand
+    of a subquery adds to the subquery's: a sample leaves the result only
+    once every inner evaluation that saw it has left the outer window, so
+    ``max_over_time(rate(x[5m])[10m:1m])`` reads 600 + 300 = 900.0 seconds
+    back. Subquery steps, ``offset`` and ``@`` are not counted. Text in
+    strings and comments is ignored (``up{job="a[5m]"}``: 0.0).
+
+    The query is scanned, not parsed: whether it is valid PromQL is for
+    Prometheus to say (``PrometheusSource.check_syntax``).
+
+    :param query: PromQL text.
+    :returns: seconds as a float; 0.0 when the query has no window.
+    :raises ValueError: a ``[...]`` is not closed or holds no Prometheus
+        duration (whole numbers with units ms, s, m, h, d, w, y, largest
+        first: ``1h30m``).
+    """
+    tokens = []     # (kind, text)
+    openers = {}    # index of a ")" or "}" -> index of its "(" or "{"
+    stack = []
+    for match in _TOKEN.finditer(query):
+        kind, text = match.lastgroup, match.group()
+        if kind == 'skip':
+            continue
+        if kind == 'unclosed':
+            raise ValueError('"[" at character %d of PromQL %s is not '
+                             'closed' % (match.start() + 1, _shown(query)))
+        if kind == 'group':
+            if text in '({':
+                stack.append((text, len(tokens)))
+            elif stack and stack[-1][0] == _OPENER[text]:
+                openers[len(tokens)] = stack.pop()[1]
+        tokens.append((kind, text))
+    windows = {}    # token index -> milliseconds
+    changes = {}    # token index -> ms a subquery adds there (or removes)
+    for index, (kind, text) in enumerate(tokens):
+        if kind != 'window':
+            continue
+        match = _WINDOW.match(text[1:-1])
+        if match is None:
+            raise ValueError('%s in PromQL %s is neither a range [5m] nor a '
+                             'subquery [10m:1m]'
+                             % (_shown(text), _shown(query)))
+        windows[index] = _duration_ms(match.group(1), query)
+        if match.group(3):
+            _duration_ms(match.group(3), query)  # the step: checked only
+        if match.group(2):
+            start = _operand_start(tokens, openers, index)
+            changes[start] = changes.get(start, 0) + windows[index]
+            changes[index] = changes.get(index, 0) - windows[index]
+    # One pass in token order keeps the sum of the subqueries whose
+    # operand the current token is in.
+    longest = enclosing = 0
+    for index in sorted(set(windows) | set(changes)):
+        enclosing += changes.get(index, 0)
+        if index in windows:
+            longest = max(longest, windows[index] + enclosing)
+    return longest / 1000.0
+
+
 def load_file(path):
     """Read and validate a policies YAML file.
 
-    :param path: filesystem path of the policies file.
+    :param path: filesystem path of the policies file (UTF-8 text of at
+        most :data:`MAX_FILE_BYTES` bytes).
     :returns: :class:`PolicySet`.
-    :raises PolicyError: the file is unreadable, not YAML, or invalid; the
-        message names the file, the policy and the field.
+    :raises PolicyError: the file is unreadable, too large, not UTF-8 text,
+        not YAML, or invalid; the message starts with the path and names
+        the policy and the field (or the line).
     """
     try:
-        with open(path, encoding='utf-8') as f:
-            text = f.read()
+        with open(path, 'rb') as f:
+            # One byte more than allowed tells "too large" without reading
+            # (or stat-ing) the whole of a huge or endless file.
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise PolicyError('%s: cannot read policies file: %s'
                           % (path, e.strerror or e)) from e
-    return loads(text, source=path)
+    return loads(raw, source=path)
 
 
 def loads(text, source='<string>'):
-    """Parse and validate policies YAML text (see :func:`load_file`)."""
+    """Parse and validate policies YAML (see :func:`load_file`).
+
+    :param text: the document, as ``str`` or as UTF-8 ``bytes``.
+    :param source: the name error messages start with.
+    """
+    text = _decoded(text, source)
+    return from_dict(_parse(text, source), source=source)
+
+
+# What YAML 1.1 does not take as text (strict UTF-8 decoding already
+# excludes surrogates): C0 controls but tab and line breaks, DEL, C1
+# controls but NEL, U+FFFE and U+FFFF. Checked here to say where.
+_NOT_TEXT = re.compile(
+    r'[^\t\n\r\x20-\x7e\x85\xa0-\ufffd\U00010000-\U0010ffff]')
+
+
+def _decoded(text, source):
+    """The document as ``str``, once size and encoding are checked."""
+    raw = (text.encode('utf-8', 'surrogatepass') if isinstance(text, str)
+           else bytes(text))
+    if len(raw) > MAX_FILE_BYTES:
+        raise PolicyError('%s: larger than %d bytes (1 MiB); a policies file '
+                          'is a few KiB' % (source, MAX_FILE_BYTES))
     try:
-        data = yaml.safe_load(text)
+        text, not_utf8 = raw.decode('utf-8'), None
+    except UnicodeDecodeError as e:
+        # Report whichever problem comes first in the file.
+        text, not_utf8 = raw[:e.start].decode('utf-8'), e
+    bad = _NOT_TEXT.search(text)
+    if bad:
+        at = bad.start()
+        line_start = text.rfind('\n', 0, at) + 1
+        raise PolicyError(
+            '%s: line %d, column %d (byte offset %d): character U+%04X is '
+            'not allowed in YAML; a policies file is text, not binary data'
+            % (source, text.count('\n', 0, at) + 1, at - line_start + 1,
+               len(text[:at].encode('utf-8')), ord(bad.group())))
+    if not_utf8 is not None:
+        at = not_utf8.start
+        raise PolicyError(
+            '%s: line %d (byte offset %d): byte 0x%02X is not UTF-8; save '
+            'the file as UTF-8 text'
+            % (source, raw.count(b'\n', 0, at) + 1, at, raw[at]))
+    return text
+
+
+def _parse(text, source):
+    loader = _Loader(text, source)
+    try:
+        data = loader.get_single_data()
     except yaml.YAMLError as e:
-        raise PolicyError('%s: not valid YAML: %s' % (source, e)) from e
-    return from_dict(data, source=source)
+        # Lines of PyYAML's message may quote the file (an alias name, a
+        # tag); its snippets of the file are already short.
+        raise PolicyError('%s: not valid YAML: %s' % (source, '\n'.join(
+            _clip(line, 2 * SHOWN_CHARS)
+            for line in str(e).splitlines()))) from e
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        raise PolicyError(_joined(
+            source, [line for _, line in sorted(loader.duplicates)]))
+    return data
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with the limits of the module documentation.
+
+    Composing counts nodes (an alias as the size of its node), depth and
+    recursive aliases; constructing a mapping records keys given twice in
+    :attr:`duplicates` as ``(line, message)``.
+    """
+
+    def __init__(self, text, source):
+        super().__init__(text)
+        self.name = source  # PyYAML's marks say in "<name>", line ...
+        self.source = source
+        self.duplicates = []
+        self._nodes = 0
+        self._depth = 0
+        self._sizes = {}    # node -> nodes it stands for, aliases expanded
+        self._parents = {}  # node -> (parent node, key node or list index)
+        self._keys = {}     # mapping node -> its key nodes as written
+
+    def _refuse(self, mark, problem):
+        raise PolicyError('%s: line %d: %s' % (self.source, mark.line + 1,
+                                               problem))
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None:
+                size = self._sizes.get(target)
+                if size is None:
+                    self._refuse(event.start_mark, 'alias *%s is inside the '
+                                 'node it refers to (line %d); recursive '
+                                 'structures are not allowed'
+                                 % (_clip(event.anchor),
+                                    target.start_mark.line + 1))
+                self._count(size, event.start_mark)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            self._refuse(self.peek_event().start_mark,
+                         'nested deeper than %d levels' % MAX_DEPTH)
+        before = self._nodes
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        self._count(1, node.start_mark)
+        self._sizes[node] = self._nodes - before
+        self._parents[node] = (parent, index)
+        if isinstance(node, yaml.MappingNode):
+            # Merge keys ("<<") get replaced when the mapping is built.
+            self._keys[node] = [key for key, _ in node.value]
+        return node
+
+    def _count(self, nodes, mark):
+        self._nodes += nodes
+        if self._nodes > MAX_NODES:
+            self._refuse(mark, 'the document has more than %d YAML nodes, '
+                         'counting an alias (*name) as the node it refers '
+                         'to; a policies file needs far fewer' % MAX_NODES)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            self._find_duplicates(node)
+        return super().construct_mapping(node, deep=deep)
+
+    def _find_duplicates(self, node):
+        first = {}
+        for key_node in self._keys.get(node, ()):
+            if key_node.tag == 'tag:yaml.org,2002:merge':
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = first.setdefault(key, key_node)
+            except TypeError:
+                continue  # unhashable: SafeLoader reports it
+            if seen is not key_node:
+                self.duplicates.append((
+                    key_node.start_mark.line,
+                    _twice(self.source, self._path(node), key, seen,
+                           key_node)))
+
+    def _path(self, node):
+        """Keys (raw scalar text) and list indexes from the root."""
+        path = []
+        parent, index = self._parents.get(node, (None, None))
+        while parent is not None:
+            if isinstance(index, yaml.ScalarNode):
+                path.append(index.value)
+            elif isinstance(index, int):
+                path.append(index)
+            else:
+                path.append('?')  # a complex key
+            parent, index = self._parents.get(parent, (None, None))
+        return path[::-1]
+
+
+def _twice(source, path, key, first, second):
+    """The message for a key given at the key nodes ``first``, ``second``."""
+    lines = '(lines %d and %d' % (first.start_mark.line + 1,
+                                  second.start_mark.line + 1)
+    if not isinstance(key, str):
+        # "on" and "yes" are one key to YAML (True): say so, in their text.
+        lines += ', as %s and %s, both %s to YAML' % (
+            _shown(first.value), _shown(second.value), _shown(key))
+        key = first.value
+    lines += ')'
+    if path == ['policies']:
+        return '%s: policy %s is defined twice %s; rename or remove one' % (
+            source, _shown(key), lines)
+    subject = _subject(path + [key])
+    return '%s: %s%s is given twice %s; remove one' % (
+        _where(source, path + [key]), '' if path else 'top-level ', subject,
+        lines)
 
 
 def from_dict(data, source='<dict>'):
     """Validate an already parsed policies document (see :func:`load_file`)."""
     lines = _key_errors(data, source) or _schema_errors(data, source)
     if lines:
-        raise PolicyError('\n'.join(lines))
+        raise PolicyError(_joined(source, lines))
     raw_mapping = data.get('host_mapping') or {}
     mapping = HostMapping(
         aliases=tuple(sorted((raw_mapping.get('aliases') or {}).items())),
@@ -319,24 +676,37 @@ def from_dict(data, source='<dict>'):
     if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:
         raise PolicyError(
             '%s: weights of the enabled policies must sum to 1, got %g (%s)'
-            % (source, total,
-               ', '.join('%s=%g' % (p.name, p.weight) for p in enabled)))
+            % (source, total, _listed('%s=%g' % (_clip(p.name), p.weight)
+                                      for p in enabled)))
     return PolicySet(policies=policies, host_mapping=mapping, source=source)
 
 
 def _policy(name, spec, source):
     """A :class:`Policy` from a schema-valid spec (plus what JSON lacks)."""
-    for key in ('weight', 'threshold'):
-        # JSON has no NaN, so the schema's bounds let a YAML ".nan" through.
-        if not math.isfinite(spec[key]):
+    for key in ('weight', 'threshold', 'settle_time'):
+        # JSON has no NaN or infinity, so the schema's bounds let YAML's
+        # ".nan" (and ".inf" where there is no maximum) through.
+        if key in spec and not math.isfinite(spec[key]):
             raise PolicyError('%s: field "%s" must be a finite number, '
                               'got %r' % (_where(source, ['policies', name]),
                                           key, spec[key]))
+    if 'settle_time' not in spec:
+        # settle_seconds() reads the windows: refuse here what it cannot.
+        for key in ('host_query', 'vm_query'):
+            try:
+                promql_range_seconds(spec[key])
+            except ValueError as e:
+                raise PolicyError('%s: field "%s": %s; fix it or set '
+                                  'settle_time' % (
+                                      _where(source, ['policies', name]),
+                                      key, e)) from e
     return Policy(name=name, mode=spec['mode'], weight=float(spec['weight']),
                   threshold=float(spec['threshold']),
                   host_query=spec['host_query'],
                   host_label=spec['host_label'], vm_query=spec['vm_query'],
                   vm_label=spec['vm_label'],
+                  settle_time=(float(spec['settle_time'])
+                               if 'settle_time' in spec else None),
                   **{k: spec[k] for k in ('resource', 'enabled') if k in spec})
 
 
@@ -361,11 +731,11 @@ def _key_errors(data, source, path=()):
                         % (_where(source, ['policies', key]), _YAML_TYPES))
                 else:
                     subject = _subject(list(path))
-                    lines.append('%s: %s%s %r must be a string; quote it (%s)'
+                    lines.append('%s: %s%s %s must be a string; quote it (%s)'
                                  % (_where(source, list(path)),
                                     subject + ': ' if subject else '',
-                                    'key' if path else 'top-level key', key,
-                                    _YAML_TYPES))
+                                    'key' if path else 'top-level key',
+                                    _shown(key), _YAML_TYPES))
             else:
                 lines.extend(_key_errors(value, source, path + (key,)))
     elif isinstance(data, list):
@@ -413,7 +783,7 @@ def _position(data, path):
 def _where(source, path):
     """``file``, ``file: policy 'x'`` or ``file: host_mapping``."""
     if len(path) >= 2 and path[0] == 'policies':
-        return '%s: policy %r' % (source, path[1])
+        return '%s: policy %s' % (source, _shown(path[1]))
     if path and path[0] == 'host_mapping':
         return '%s: host_mapping' % source
     return source
@@ -429,9 +799,9 @@ def _subject(path):
         rest = path
     if not rest:
         return ''
-    subject = 'field "%s"' % rest[0]
+    subject = 'field "%s"' % _clip(str(rest[0]))
     if len(rest) > 1:
-        subject += ': entry %s' % ' '.join(repr(k) for k in rest[1:])
+        subject += ': entry %s' % ' '.join(_shown(k) for k in rest[1:])
     return subject
 
 
@@ -440,8 +810,42 @@ _TYPE_NAMES = {'object': 'a mapping', 'string': 'a string',
                'array': 'a list', 'integer': 'an integer'}
 
 
+def _clip(text, limit=SHOWN_CHARS):
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return '%s... (%d characters)' % (text[:limit], len(text))
+
+
 def _shown(value):
-    return 'null' if value is None else repr(value)
+    """A value from the file as messages quote it: repr, cut if long.
+
+    Strings longer than :data:`SHOWN_CHARS` read ``'abc...' (5000
+    characters)``, other values ``[1, 2, ... (5000 characters)``.
+    """
+    if value is None:
+        return 'null'
+    if isinstance(value, str) and len(value) > SHOWN_CHARS:
+        cut = repr(value[:SHOWN_CHARS])
+        return '%s...%s (%d characters)' % (cut[:-1], cut[-1], len(value))
+    return _clip(repr(value))
+
+
+def _listed(items, limit=10):
+    """``items`` joined with commas, the ones past ``limit`` counted."""
+    items = list(items)
+    more = len(items) - limit
+    return ', '.join(items[:limit]) + (' and %d more' % more if more > 0
+                                       else '')
+
+
+def _joined(source, lines):
+    """The message of a :class:`PolicyError`: at most MAX_ERROR_LINES."""
+    more = len(lines) - MAX_ERROR_LINES
+    if more > 0:
+        lines = lines[:MAX_ERROR_LINES] + [
+            '%s: and %d more problem(s)' % (source, more)]
+    return '\n'.join(lines)
 
 
 def _quote_hint(error):
@@ -500,7 +904,7 @@ def _problem(path, error):
         unknown = sorted(set(value) - set(schema.get('properties', ())))
         return ['unknown %sfield(s) %s (expected: %s)' % (
             '' if path else 'top-level ',
-            ', '.join('"%s"' % k for k in unknown),
+            _listed('"%s"' % _clip(k) for k in unknown),
             ', '.join(schema.get('properties', ())))]
     if kind == 'minProperties':
         return ['must not be empty']
