@@ -26,13 +26,17 @@ openstacksdk.
 
 from nova_kronos.constraints import capacity
 from nova_kronos.constraints import hosts
+from nova_kronos.constraints import quarantine
 from nova_kronos.constraints import server_groups
 
-#: (name, callable) in the order they are applied.
+#: (name, callable) in the order they are applied. A pair is counted
+#: against the first one that rejects it, so ``quarantine``, last, counts
+#: only the moves recent failures alone keep out of the plan.
 DEFAULT = (
     ('host-usable', hosts.usable),
     ('availability-zone', hosts.same_availability_zone),
     ('capacity', capacity.fits),
     ('threshold', capacity.under_threshold),
     ('server-group', server_groups.allowed),
+    ('quarantine', quarantine.allowed),
 )

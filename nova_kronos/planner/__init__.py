@@ -15,7 +15,9 @@
 
 Planners are plugins in the stevedore namespace ``nova_kronos.planners``;
 each is a class taking keyword options and offering
-``plan(fleet, policy_set, snapshot, max_migrations) -> Plan``.
+``plan(fleet, policy_set, snapshot, max_migrations, oracle=None,
+memory=None) -> Plan`` (``memory``: a :class:`nova_kronos.history.Memory`
+built from Nova's migration records).
 
 This package is part of the pure core: it imports neither Nova nor
 openstacksdk.
@@ -78,7 +80,14 @@ class Plan:
     ``oracle_queries`` counts the (server, host) pairs whose feasibility was
     asked of Nova's rules (0 without an oracle); ``feasibility`` says which
     oracle checked the moves (``mode``, ``rules`` evaluated, enabled filters
-    ``not_evaluated``), or None.
+    ``not_evaluated``), or None. ``overlay`` lists the recent live
+    migrations laid over the measured loads before planning, one dict each:
+    ``server_id``, ``source``, ``destination``, ``state`` (``'in
+    progress'`` or ``'completed'``), ``policies`` (names overlaid) and,
+    when a policy had no share for the server, ``skipped`` (why).
+    ``memory`` is left for the caller: a summary of the
+    :class:`nova_kronos.history.Memory` planned with (``summary()``), or
+    None.
     """
 
     moves: list = dataclasses.field(default_factory=list)
@@ -86,6 +95,8 @@ class Plan:
     exclusions: list = dataclasses.field(default_factory=list)
     oracle_queries: int = 0
     feasibility: dict = None
+    overlay: list = dataclasses.field(default_factory=list)
+    memory: dict = None
 
 
 class PlannerError(Exception):

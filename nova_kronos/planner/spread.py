@@ -32,6 +32,13 @@ lookup indexed (see :class:`~nova_kronos.planner.state.PlanningState`). In
 large aggregates a first pass looks only at moves from the most loaded to
 the least loaded hosts (``prune_hosts``), where the best moves are, and
 falls back to every pair when that pass finds nothing worth doing.
+
+With a :class:`nova_kronos.history.Memory` (Nova's recent live-migration
+records), servers migrating or cooling down are not candidates, quarantined
+(server, destination) pairs are masked, and migrations in progress or too
+recent for the metrics are laid over the measured loads with the same move
+model as a planned move, so a lagging rate window never makes the planner
+correct the same imbalance twice.
 """
 
 import numpy as np
@@ -62,7 +69,7 @@ class SpreadPlanner:
         self.constraints = tuple(constraint_set or constraints.DEFAULT)
 
     def plan(self, fleet, policy_set, snapshot, max_migrations,
-             oracle=None):
+             oracle=None, memory=None):
         """Plan up to ``max_migrations`` moves.
 
         :param fleet: :class:`nova_kronos.fleet.Fleet`; its ``aggregates``
@@ -75,6 +82,12 @@ class SpreadPlanner:
             :mod:`nova_kronos.constraints.feasibility`): every planned move
             is one it says Nova accepts; servers it cannot evaluate are
             left out, and servers it finds no destination for are reported.
+        :param memory: optional :class:`nova_kronos.history.Memory`:
+            frozen and cooling-down servers are left out (reported),
+            quarantined pairs are masked (rejection ``quarantine``), and
+            in-flight and settling migrations are overlaid on the loads
+            (``Plan.overlay``; ``loads_before`` is the overlaid load). The
+            snapshot is not modified.
         :returns: :class:`nova_kronos.planner.Plan`.
         """
         policies = policy_set.enabled
@@ -109,7 +122,10 @@ class SpreadPlanner:
                 continue
             missing = [p.name for p in policies
                        if s.id not in snapshot.data[p.name].vms]
-            if missing:
+            if memory is not None and s.id in memory.frozen:
+                result.exclusions.append(
+                    ('server', s.id, '%s; not moved' % memory.frozen[s.id]))
+            elif missing:
                 result.exclusions.append(
                     ('server', s.id, 'no share for policy %s; not moved'
                      % ', '.join(missing)))
@@ -117,6 +133,10 @@ class SpreadPlanner:
                 result.exclusions.append(
                     ('server', s.id, 'status %s, task %s; not moved'
                      % (s.status, s.task_state)))
+            elif memory is not None and s.id in memory.cooldown:
+                result.exclusions.append(
+                    ('server', s.id,
+                     '%s; not moved' % memory.cooldown[s.id][1]))
             else:
                 candidates.append(s.id)
         if oracle is not None and candidates:
@@ -129,8 +149,15 @@ class SpreadPlanner:
 
         loads = {p.name: snapshot.data[p.name].hosts for p in policies}
         shares = {p.name: snapshot.data[p.name].vms for p in policies}
+        quarantine, in_flight = (), ()
+        if memory is not None:
+            loads, result.overlay = self._overlay(
+                fleet, policies, snapshot, memory, complete_set)
+            quarantine, in_flight = memory.quarantine, memory.in_flight
         st = state_mod.PlanningState(fleet, policies, loads, shares,
-                                     complete, candidates)
+                                     complete, candidates,
+                                     quarantine=quarantine,
+                                     in_flight=in_flight)
         feas = (feasibility.FeasibilityConstraint(oracle, st)
                 if oracle is not None else None)
         # Balance the spread-mode policies only (weights renormalised);
@@ -193,6 +220,57 @@ class SpreadPlanner:
         if feas is not None:
             result.oracle_queries = feas.asked
         return result
+
+    @staticmethod
+    def _overlay(fleet, policies, snapshot, memory, scope):
+        """Loads with recent migrations applied, and what was applied.
+
+        Each in-flight migration (every policy) and each migration still
+        settling for a policy moves the server's share from source to
+        destination as a planned move would (``share * scale_factor``);
+        only hosts in ``scope`` change, and changed loads are clipped to
+        [0, 1].
+
+        :returns: ``(loads, overlay)``: dict policy -> host -> load (hosts
+            of ``scope``; a copy) and the ``Plan.overlay`` entries.
+        """
+        loads = {p.name: {h: snapshot.data[p.name].hosts[h] for h in scope}
+                 for p in policies}
+        todo = {}
+        for sid, src, dst in memory.in_flight:
+            todo.setdefault((sid, src, dst, 'in progress'), []).extend(
+                policies)
+        for p in policies:
+            for sid, src, dst in memory.settling.get(p.name, ()):
+                todo.setdefault((sid, src, dst, 'completed'), []).append(p)
+        touched = set()
+        overlay = []
+        for (sid, src, dst, state), pols in todo.items():
+            if src not in scope and dst not in scope:
+                continue
+            done, missing = [], []
+            for p in pols:
+                share = snapshot.data[p.name].vms.get(sid)
+                if share is None:
+                    missing.append(p.name)
+                    continue
+                row = loads[p.name]
+                if src in scope:
+                    row[src] -= share
+                if dst in scope:
+                    row[dst] += share * float(state_mod.scale_factor(
+                        _capacity(fleet, src, p), _capacity(fleet, dst, p)))
+                touched.update((p.name, h) for h in (src, dst) if h in scope)
+                done.append(p.name)
+            entry = {'server_id': sid, 'source': src, 'destination': dst,
+                     'state': state, 'policies': done}
+            if missing:
+                entry['skipped'] = 'no share for policy %s' % ', '.join(
+                    missing)
+            overlay.append(entry)
+        for name, h in touched:
+            loads[name][h] = min(1.0, max(0.0, loads[name][h]))
+        return loads, overlay
 
     @staticmethod
     def _report_refused(st, feas, agg, h_idx, result):
@@ -307,3 +385,9 @@ class SpreadPlanner:
                     st.loads[p, dst], st.loads[p, dst] + added, mean)))
         parts.sort(key=lambda x: -x[0])
         return '; '.join(text for _, text in parts)
+
+
+def _capacity(fleet, host, policy):
+    """Host capacity for the move model; 0 (unknown) for unknown hosts."""
+    h = fleet.hosts.get(host)
+    return state_mod.host_capacity(h, policy.resource) if h else 0.0

@@ -33,6 +33,14 @@ class PlanningState:
     :param shares: dict policy name -> dict server id -> share.
     :param fleet_hosts: host names to index (those with complete data).
     :param candidates: server ids that may be moved (on indexed hosts).
+    :param quarantine: optional iterable of ``(server_id, host)`` pairs
+        not to plan (``host`` None: no destination at all), e.g. the keys
+        of :attr:`nova_kronos.history.Memory.quarantine`; pairs outside the
+        candidates or the indexed hosts are ignored.
+    :param in_flight: optional iterable of ``(server_id, source,
+        destination)`` live migrations under way: the server counts as a
+        member of its group on both hosts, as Placement holds allocations
+        on both until the migration ends.
 
     Arrays (``P`` policies, ``H`` hosts, ``V`` candidate servers, ``G``
     groups): ``loads`` [P, H], ``shares`` [P, V], ``capacity`` [P, H],
@@ -40,11 +48,14 @@ class PlanningState:
     ``memory_mb`` [V], ``free_vcpus``, ``free_memory_mb``, ``usable``, ``az``
     [H], ``group`` [V] (-1 for none), ``group_policy``, ``group_max`` [G],
     ``group_counts`` [G, H] (members of each group on each host, counting
-    all servers of the fleet, not only candidates).
+    all servers of the fleet, not only candidates, and in-flight servers on
+    both hosts), ``quarantine_all`` [V] (no destination allowed) and
+    ``quarantine_v`` / ``quarantine_h`` [Q] (candidate and host index of
+    each quarantined pair).
     """
 
     def __init__(self, fleet, policies, loads, shares, fleet_hosts,
-                 candidates):
+                 candidates, quarantine=(), in_flight=()):
         self.policies = list(policies)
         self.host_names = list(fleet_hosts)
         self.host_index = {h: i for i, h in enumerate(self.host_names)}
@@ -61,7 +72,7 @@ class PlanningState:
                                 for p in self.policies]).reshape(
                                     n_p, len(self.servers))
         self.capacity = np.array([
-            [_capacity(h, p.resource) for h in hosts]
+            [host_capacity(h, p.resource) for h in hosts]
             for p in self.policies]).reshape(n_p, len(hosts))
         self.src = np.array([self.host_index[s.host] for s in self.servers],
                             dtype=int)
@@ -91,21 +102,52 @@ class PlanningState:
                 server = fleet.servers.get(member)
                 if server is not None and server.host in self.host_index:
                     self.group_counts[gi, self.host_index[server.host]] += 1
+        if in_flight:
+            self._count_in_flight(fleet, gindex, in_flight)
         self.moved = np.zeros(len(self.servers), dtype=bool)
+        self._index_quarantine(quarantine)
+
+    def _count_in_flight(self, fleet, gindex, in_flight):
+        member_of = {m: gindex[g.id] for g in fleet.groups.values()
+                     for m in g.members}
+        for sid, source, destination in in_flight:
+            gi = member_of.get(sid)
+            if gi is None:
+                continue
+            server = fleet.servers.get(sid)
+            counted = server.host if server is not None else None
+            for host in (source, destination):
+                # Nova may already show the server on either end.
+                h = self.host_index.get(host)
+                if h is not None and host != counted:
+                    self.group_counts[gi, h] += 1
+
+    def _index_quarantine(self, quarantine):
+        self.quarantine_all = np.zeros(len(self.servers), dtype=bool)
+        pairs = []
+        if quarantine:
+            vindex = {s.id: v for v, s in enumerate(self.servers)}
+            for sid, host in quarantine:
+                v = vindex.get(sid)
+                if v is None:
+                    continue
+                if host is None:
+                    self.quarantine_all[v] = True
+                elif host in self.host_index:
+                    pairs.append((v, self.host_index[host]))
+        pairs = np.array(pairs, dtype=int).reshape(len(pairs), 2)
+        self.quarantine_v, self.quarantine_h = pairs[:, 0], pairs[:, 1]
 
     def _k(self, p, servers, hosts):
         cap = self.capacity[p]
-        cap_src = cap[self.src[servers]][:, None]
-        cap_dst = cap[hosts][None, :]
-        known = (cap_src > 0) & (cap_dst > 0)
-        return np.where(known, cap_src / np.where(known, cap_dst, 1.0), 1.0)
+        return scale_factor(cap[self.src[servers]][:, None],
+                            cap[hosts][None, :])
 
     def added_load(self, p, servers, hosts):
         """Load policy ``p`` would add: array [len(servers), len(hosts)].
 
-        A share is relative to the server's current host, so it is scaled
-        by ``capacity[src] / capacity[dst]`` when the policy names a
-        resource and both capacities are known.
+        The share times :func:`scale_factor` of the server's current host
+        and each destination.
         """
         return self.shares[p, servers][:, None] * self._k(p, servers, hosts)
 
@@ -140,7 +182,32 @@ class PlanningState:
         self.moved[v] = True
 
 
-def _capacity(host, resource):
+def scale_factor(cap_src, cap_dst):
+    """Factor turning a share of the source host into one of the destination.
+
+    A share is relative to the host the server is on, so moving it scales
+    it by ``cap_src / cap_dst``; where either capacity is unknown (0, also
+    when the policy names no resource) hosts are taken as equal: 1. The
+    planner's move model and the overlay of recent migrations both use it.
+
+    :param cap_src: float or array of source capacities (vCPUs or MiB, as
+        :func:`host_capacity` gives).
+    :param cap_dst: float or array, broadcastable with ``cap_src``.
+    :returns: float array of the broadcast shape.
+    """
+    cap_src = np.asarray(cap_src, dtype=float)
+    cap_dst = np.asarray(cap_dst, dtype=float)
+    known = (cap_src > 0) & (cap_dst > 0)
+    return np.where(known, cap_src / np.where(known, cap_dst, 1.0), 1.0)
+
+
+def host_capacity(host, resource):
+    """Physical size of ``host`` in a policy's ``resource``; 0 if unknown.
+
+    :param host: :class:`nova_kronos.fleet.Host`.
+    :param resource: ``'vcpu'`` (vCPUs), ``'memory_mb'`` (MiB) or None.
+    :returns: float (Placement's inventory total, before overcommit).
+    """
     if resource == 'vcpu':
         return float(host.vcpus or 0)
     if resource == 'memory_mb':

@@ -11,12 +11,17 @@
 # under the License.
 
 
+import calendar
 import dataclasses
 
+import numpy as np
 import testtools
 
+from nova_kronos.constraints import quarantine
 from nova_kronos import fleet
+from nova_kronos import history
 from nova_kronos.planner import spread
+from nova_kronos.planner import state
 from tests.unit import fakes
 
 
@@ -234,3 +239,322 @@ class TestPruning(testtools.TestCase):
             fl, fakes.policy_set(), snap, 3)
         self.assertEqual(3, len(p.moves))
         self.assertFalse({'h8', 'h9'} & {m.destination for m in p.moves})
+
+
+# -- memory of recent live migrations (nova_kronos.history) -----------------
+
+# 2026-11-27T07:00:00Z
+NOW = calendar.timegm((2026, 11, 27, 7, 0, 0))
+
+
+def build_shares(layout, groups=(), hosts=None, measured_extra=None):
+    """Like fakes.build, with a share per server: {host: {server: share}}.
+
+    Both policies get the same shares. Host loads are the sum of their
+    servers' shares plus ``measured_extra`` {host: load} (what lagging
+    metrics still count there).
+    """
+    fl, snap = fakes.build({h: sorted(s) for h, s in layout.items()},
+                           groups=groups, hosts=hosts)
+    for data in snap.data.values():
+        for h, servers in layout.items():
+            data.hosts[h] = sum(servers.values()) + (
+                measured_extra or {}).get(h, 0.0)
+            data.vms.update(servers)
+    return fl, snap
+
+
+def record(id, server, source, destination, status='completed', age=60.0):
+    return history.MigrationRecord(
+        id=id, server_id=server, source=source, destination=destination,
+        status=status, created_at=NOW - age - 30, updated_at=NOW - age)
+
+
+def memory(records, settle=300.0):
+    return history.remember(records, NOW, history.MemoryOptions(),
+                            {'cpu': settle, 'mem': settle} if settle else {})
+
+
+def plan_with(fl, snap, mem, budget=10, ps=None):
+    return spread.SpreadPlanner(0.0001).plan(
+        fl, ps or fakes.policy_set(), snap, budget, memory=mem)
+
+
+def moves(p):
+    return [(m.server_id, m.source, m.destination) for m in p.moves]
+
+
+class TestMemory(testtools.TestCase):
+
+    def assertLoads(self, expected, loads):
+        self.assertEqual(sorted(expected), sorted(loads))
+        for h, v in expected.items():
+            self.assertAlmostEqual(v, loads[h], msg=h)
+
+    def test_empty_memory_changes_nothing(self):
+        fl, snap = fakes.build({'h1': list('abcd'), 'h2': []})
+        without = plan(fl, snap)
+        with_empty = plan_with(fl, snap, history.Memory())
+        self.assertEqual(moves(without), moves(with_empty))
+        self.assertEqual([], with_empty.overlay)
+
+    def test_back_to_back_runs_do_not_correct_twice(self):
+        # First run: h1 0.4 (a 0.1, b 0.2, c 0.1), h2 0.0. A move of share
+        # s to h2 changes the sum of squared loads by 2s(s + 0 - 0.4):
+        # a, c -0.06, b -0.08; b to h2 leaves 0.2 / 0.2, balanced.
+        layout = {'h1': {'a': 0.1, 'b': 0.2, 'c': 0.1}, 'h2': {}}
+        fl, snap = build_shares(layout)
+        self.assertEqual([('b', 'h1', 'h2')], moves(plan(fl, snap)))
+
+        # Second run, a minute later: Nova shows b on h2, Prometheus'
+        # rate windows still show the SAME loads (h1 0.4, h2 0.0).
+        fl.servers['b'].host = 'h2'
+        done = [record(1, 'b', 'h1', 'h2', age=60.0)]
+
+        # Without memory the planner corrects the imbalance again: a and
+        # c (0.1 each) go to h2 (0.4/0.0 -> 0.3/0.1 -> 0.2/0.2).
+        again = plan(fl, snap)
+        self.assertEqual({'a', 'c'}, {m.server_id for m in again.moves})
+        # A cooldown alone does not help: b is left alone, a and c move.
+        cooled = plan_with(fl, snap, memory(done, settle=0))
+        self.assertEqual({'a', 'c'}, {m.server_id for m in cooled.moves})
+
+        # With the migration settling (60 s old, 300 s settle time), b's
+        # 0.2 is moved from h1 to h2 on both policies: 0.2 / 0.2.
+        p = plan_with(fl, snap, memory(done))
+        self.assertEqual([], p.moves)
+        agg = p.aggregates[0]
+        self.assertAlmostEqual(0.0, agg.imbalance_before)
+        for name in ('cpu', 'mem'):
+            self.assertLoads({'h1': 0.2, 'h2': 0.2}, agg.loads_before[name])
+        self.assertEqual([{'server_id': 'b', 'source': 'h1',
+                           'destination': 'h2', 'state': 'completed',
+                           'policies': ['cpu', 'mem']}], p.overlay)
+        # The snapshot itself is not modified.
+        self.assertEqual(0.4, snap.data['cpu'].hosts['h1'])
+        self.assertIn(('server', 'b',
+                       'live-migrated 1 time in the last 24 h, last at '
+                       '2026-11-27T06:59:00Z; cooldown until '
+                       '2026-11-27T07:59:00Z; not moved'), p.exclusions)
+
+    def _in_flight_fleet(self, group_policy):
+        # x (0.1) and y (0.1) are anti-affine; x is being live-migrated
+        # from h1 to h3 and Nova still shows it on h1.
+        groups = [fleet.ServerGroup(id='g', name='g', policy=group_policy,
+                                    members=('x', 'y'))]
+        fl, snap = build_shares({'h1': {'x': 0.1, 'p': 0.3},
+                                 'h2': {'y': 0.1, 'q': 0.3}, 'h3': {}},
+                                groups=groups)
+        fl.servers['x'].task_state = 'migrating'
+        mem = memory([record(7, 'x', 'h1', 'h3', status='running',
+                             age=30.0)])
+        return fl, snap, mem
+
+    def test_in_flight_migration(self):
+        fl, snap, mem = self._in_flight_fleet('anti-affinity')
+        p = plan_with(fl, snap, mem)
+        # Overlay: h1 0.4 - 0.1 = 0.3, h2 0.4, h3 0.0 + 0.1 = 0.1.
+        agg = p.aggregates[0]
+        for name in ('cpu', 'mem'):
+            self.assertLoads({'h1': 0.3, 'h2': 0.4, 'h3': 0.1},
+                             agg.loads_before[name])
+        self.assertEqual([{'server_id': 'x', 'source': 'h1',
+                           'destination': 'h3', 'state': 'in progress',
+                           'policies': ['cpu', 'mem']}], p.overlay)
+        self.assertIn(('server', 'x',
+                       'live migration 7 in progress (status running) from '
+                       'h1 to h3 since 2026-11-27T06:59:00Z; not moved'),
+                      p.exclusions)
+        # Half the change in the sum of squared loads, s(s + Ld - Ls):
+        # y->h3 0.1(0.1+0.1-0.4) = -0.02, the only move that helps, and y
+        # may not join x on h3 (nor on h1): y->h1 0.1(0.1+0.3-0.4) = 0,
+        # p->h3 and q->h3 0.3(0.3+0.1-0.3 or 0.4) >= 0.03, the rest worse.
+        self.assertEqual([], p.moves)
+        self.assertEqual({'server-group': 2}, agg.rejections)
+
+    def test_in_flight_member_counts_for_soft_anti_affinity(self):
+        # y may only go where fewer members are than on h2 (1, itself);
+        # h3 holds x in flight (1): refused too.
+        fl, snap, mem = self._in_flight_fleet('soft-anti-affinity')
+        p = plan_with(fl, snap, mem)
+        self.assertEqual([], p.moves)
+        self.assertEqual({'server-group': 2}, p.aggregates[0].rejections)
+
+    def test_in_flight_control_without_a_group(self):
+        # Same loads, no group: y -> h3 (-0.02) is planned.
+        fl, snap, mem = self._in_flight_fleet('anti-affinity')
+        fl.groups.clear()
+        fl.servers['y'].group_id = fl.servers['x'].group_id = None
+        self.assertEqual([('y', 'h2', 'h3')], moves(plan_with(fl, snap, mem)))
+
+    # h1 0.35 (a 0.2, b 0.1, e 0.05), h2 0.1 (c), h3 0.0. Half the change in
+    # the sum of squared loads, s(s + Ld - Ls): a->h3 -0.03, b->h3 -0.025,
+    # a->h2 -0.01, b->h2 and e->h3 -0.015, e->h2 -0.01, c->h3 0.
+    QLAYOUT = {'h1': {'a': 0.2, 'b': 0.1, 'e': 0.05}, 'h2': {'c': 0.1},
+               'h3': {}}
+
+    def test_quarantined_pair_gives_the_next_best(self):
+        fl, snap = build_shares(self.QLAYOUT)
+        self.assertEqual([('a', 'h1', 'h3')], moves(plan(fl, snap, 1)))
+        mem = memory([record(1, 'a', 'h1', 'h3', status='failed')])
+        p = plan_with(fl, snap, mem, budget=1)
+        self.assertEqual([('b', 'h1', 'h3')], moves(p))
+        self.assertEqual({'quarantine': 1}, p.aggregates[0].rejections)
+
+    def test_server_wide_quarantine(self):
+        fl, snap = build_shares(self.QLAYOUT)
+        mem = memory([record(1, 'a', 'h1', None, status='error')])
+        p = plan_with(fl, snap, mem, budget=1)
+        self.assertEqual([('b', 'h1', 'h3')], moves(p))
+        # a->h2 and a->h3.
+        self.assertEqual({'quarantine': 2}, p.aggregates[0].rejections)
+        p = plan_with(fl, snap, mem)
+        self.assertTrue(p.moves)
+        self.assertNotIn('a', {m.server_id for m in p.moves})
+
+    def test_quarantine_in_another_run_is_added(self):
+        fl, snap = build_shares(self.QLAYOUT)
+        mem = memory([])
+        mem.add_quarantine('a', 'h3', NOW + 60, 'refused in this run')
+        p = plan_with(fl, snap, mem, budget=1)
+        self.assertEqual([('b', 'h1', 'h3')], moves(p))
+
+    def test_cooldown(self):
+        fl, snap = build_shares(self.QLAYOUT)
+        mem = memory([record(1, 'a', 'h2', 'h1', age=600.0)], settle=0)
+        p = plan_with(fl, snap, mem, budget=1)
+        self.assertEqual([('b', 'h1', 'h3')], moves(p))
+        self.assertIn(('server', 'a',
+                       'live-migrated 1 time in the last 24 h, last at '
+                       '2026-11-27T06:50:00Z; cooldown until '
+                       '2026-11-27T07:50:00Z; not moved'), p.exclusions)
+        self.assertEqual({}, p.aggregates[0].rejections)
+
+    def test_quarantine_and_overlay_hold_over_several_moves(self):
+        # x (0.15) went h1 -> h3 a minute ago; metrics still count it on
+        # h1: measured h1 0.9, h2 0.1, h3 0.0, h4 0.0. Overlaid:
+        # h1 0.75 (b 0.2, c 0.25, d 0.3), h2 0.1 (a), h3 0.15, h4 0.0.
+        # Quarantined: (b, h2) and (a, h3). s(s + Ld - Ls) per move:
+        # step 1: d->h4 -0.135, c->h4 -0.125, b->h4 -0.11, d->h2 -0.105
+        #   -> d to h4: h1 0.45, h2 0.1, h3 0.15, h4 0.3;
+        # step 2: b->h2 -0.03 (quarantined), c->h2 -0.025, b->h3 -0.02
+        #   -> c to h2: h1 0.2, h2 0.35, h3 0.15, h4 0.3;
+        # step 3: a->h3 -0.01 (quarantined), a->h1 -0.005, others >= 0.005
+        #   -> a to h1: h1 0.3, h2 0.25, h3 0.15, h4 0.3.
+        layout = {'h1': {'b': 0.2, 'c': 0.25, 'd': 0.3}, 'h2': {'a': 0.1},
+                  'h3': {'x': 0.15}, 'h4': {}}
+        fl, snap = build_shares(layout, measured_extra={'h1': 0.15,
+                                                        'h3': -0.15})
+        done = record(1, 'x', 'h1', 'h3', age=60.0)
+        failed = [record(2, 'b', 'h1', 'h2', status='failed', age=120.0),
+                  record(3, 'a', 'h2', 'h3', status='error', age=120.0)]
+
+        p = plan_with(fl, snap, memory([done] + failed), budget=3)
+        self.assertEqual([('d', 'h1', 'h4'), ('c', 'h1', 'h2'),
+                          ('a', 'h2', 'h1')], moves(p))
+        agg = p.aggregates[0]
+        for name in ('cpu', 'mem'):
+            self.assertLoads({'h1': 0.75, 'h2': 0.1, 'h3': 0.15, 'h4': 0.0},
+                             agg.loads_before[name])
+            self.assertLoads({'h1': 0.3, 'h2': 0.25, 'h3': 0.15, 'h4': 0.3},
+                             agg.loads_after[name])
+        # Step 3's candidates are b (h1) and a (h2): b->h2 and a->h3 are
+        # still masked, nothing else is.
+        self.assertEqual({'quarantine': 2}, agg.rejections)
+
+        # Control: without the quarantine step 2 is b -> h2 (-0.03).
+        p = plan_with(fl, snap, memory([done]), budget=3)
+        self.assertEqual([('d', 'h1', 'h4'), ('b', 'h1', 'h2')],
+                         moves(p)[:2])
+
+
+class TestOverlay(testtools.TestCase):
+
+    def test_scaled_like_a_planned_move_and_clipped_to_scope(self):
+        # cpu names vCPUs: 0.2 of a 16-vCPU host is 0.1 of a 32-vCPU one.
+        hosts = [fakes.host('h1', vcpus=16), fakes.host('h2', vcpus=32)]
+        fl, snap = build_shares({'h1': {'a': 0.2, 'c': 0.1},
+                                 'h2': {'b': 0.1}}, hosts=hosts)
+        snap.data['cpu'].vms.update(z=0.3, w=0.6)
+        snap.data['mem'].vms.update(z=0.3)
+        mem = memory([
+            record(1, 'a', 'h1', 'h2', status='running'),
+            # From a host outside the scope: only h2 gains (k = 1).
+            record(2, 'z', 'hx', 'h2', status='running'),
+            # Its load exceeds what h1 shows: clipped at 0.
+            record(3, 'w', 'h1', 'hy', status='running'),
+            # Between two hosts outside the scope: not listed.
+            record(4, 'v', 'hx', 'hy', status='running'),
+            # No share at all.
+            record(5, 'u', 'h1', 'h2', status='running'),
+        ])
+        ps = fakes.policy_set(resource='vcpu')
+        p = spread.SpreadPlanner(0.0001).plan(fl, ps, snap, 0, memory=mem)
+        loads = p.aggregates[0].loads_before
+        # cpu h1: 0.3 - 0.2 (a) - 0.6 (w) < 0 -> 0.0;
+        #     h2: 0.1 + 0.2 * 16/32 (a) + 0.3 (z) = 0.5.
+        self.assertAlmostEqual(0.0, loads['cpu']['h1'])
+        self.assertAlmostEqual(0.5, loads['cpu']['h2'])
+        # mem (no resource): h1 0.3 - 0.2 = 0.1; h2 0.1 + 0.2 + 0.3 = 0.6.
+        self.assertAlmostEqual(0.1, loads['mem']['h1'])
+        self.assertAlmostEqual(0.6, loads['mem']['h2'])
+        by_server = {e['server_id']: e for e in p.overlay}
+        self.assertEqual(['a', 'u', 'w', 'z'], sorted(by_server))
+        self.assertEqual(['cpu'], by_server['w']['policies'])
+        self.assertEqual('no share for policy mem', by_server['w']['skipped'])
+        self.assertEqual([], by_server['u']['policies'])
+        self.assertEqual('no share for policy cpu, mem',
+                         by_server['u']['skipped'])
+        self.assertNotIn('skipped', by_server['a'])
+
+
+class TestStateMemory(testtools.TestCase):
+
+    def _state(self, **kw):
+        groups = [fleet.ServerGroup(id='g', name='g', policy='anti-affinity',
+                                    members=('a', 'x'))]
+        fl, snap = fakes.build({'h1': ['a', 'b'], 'h2': ['x'], 'h3': [],
+                                'h4': []}, groups=groups)
+        ps = fakes.policy_set()
+        return state.PlanningState(
+            fl, ps.enabled, {p: d.hosts for p, d in snap.data.items()},
+            {p: d.vms for p, d in snap.data.items()},
+            ['h1', 'h2', 'h3', 'h4'], ['a', 'b'], **kw)
+
+    def test_quarantine_mask_on_any_subset_and_order(self):
+        st = self._state(quarantine=[('a', 'h3'), ('b', None),
+                                     ('a', 'elsewhere'), ('zz', 'h1')])
+        # Candidates a=0, b=1; hosts h1..h4 = 0..3, asked in reverse.
+        ok = quarantine.allowed(st, np.array([0, 1]), np.array([3, 2, 1, 0]))
+        self.assertEqual([[True, False, True, True],
+                          [False, False, False, False]], ok.tolist())
+        ok = quarantine.allowed(st, np.array([0]), np.array([2]))
+        self.assertEqual([[False]], ok.tolist())
+        st.apply(0, 3)
+        st.apply(1, 1)
+        ok = quarantine.allowed(st, np.array([0, 1]), np.array([0, 1, 2]))
+        self.assertEqual([[True, True, False], [False, False, False]],
+                         ok.tolist())
+
+    def test_no_quarantine(self):
+        st = self._state()
+        ok = quarantine.allowed(st, np.array([0, 1]), np.array([0, 1, 2]))
+        self.assertTrue(ok.all())
+
+    def test_in_flight_member_counts_on_both_hosts(self):
+        # x is on h2 (Nova), in flight to h4.
+        st = self._state(in_flight=[('x', 'h2', 'h4')])
+        self.assertEqual([[1, 1, 0, 1]], st.group_counts.tolist())
+        # Nova already shows x on its destination: counted on h2 as well.
+        st = self._state(in_flight=[('x', 'h4', 'h2')])
+        self.assertEqual([[1, 1, 0, 1]], st.group_counts.tolist())
+        # Not a member of any group: nothing counted.
+        st = self._state(in_flight=[('b', 'h1', 'h3')])
+        self.assertEqual([[1, 1, 0, 0]], st.group_counts.tolist())
+
+    def test_scale_factor(self):
+        self.assertEqual(0.5, float(state.scale_factor(16.0, 32.0)))
+        self.assertEqual(1.0, float(state.scale_factor(0.0, 32.0)))
+        self.assertEqual(1.0, float(state.scale_factor(16.0, 0.0)))
+        self.assertEqual([[2.0, 1.0]], state.scale_factor(
+            np.array([[32.0]]), np.array([[16.0, 0.0]])).tolist())
