@@ -28,9 +28,11 @@ the demo are its callers: they render the outcome and map it to exit codes.
 """
 
 import dataclasses
+import time
 
 from oslo_log import log as logging
 
+from nova_kronos import history
 from nova_kronos import metrics
 from nova_kronos import planner as planner_mod
 from nova_kronos import policy as policy_mod
@@ -48,6 +50,10 @@ class BadInput(RebalanceError):
 
 class Unavailable(RebalanceError):
     """Prometheus or the Nova API could not be read; nothing moved."""
+
+
+class Locked(RebalanceError):
+    """Another run holds the lock of an aggregate in scope; nothing moved."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,15 +99,27 @@ class Outcome:
     """The result of one run.
 
     :ivar request: the :class:`Request` that was run.
-    :ivar plan: :class:`nova_kronos.planner.Plan`.
+    :ivar plans: one :class:`nova_kronos.planner.Plan` per round: the
+        first plan, then one per re-plan after moves that did not succeed.
     :ivar results: list of :class:`nova_kronos.cloud.executor.MoveResult`,
-        one per planned move, or None when nothing was submitted (dry run,
-        or an empty plan).
+        one per move of every round, or None in a dry run.
+    :ivar stopped: name of the signal that stopped the run, or None.
     """
 
     request: Request
-    plan: object
+    plans: list
     results: list = None
+    stopped: str = None
+
+    @property
+    def plan(self):
+        """The first round's plan (what the loads and imbalance refer to)."""
+        return self.plans[0]
+
+    @property
+    def moves(self):
+        """Every planned move, all rounds, in order."""
+        return [m for p in self.plans for m in p.moves]
 
     @property
     def executed(self):
@@ -132,8 +150,17 @@ def load_policies(conf):
         raise BadInput(str(e)) from e
 
 
-def run(conf, request, conn=None, metric_source=None):
+def run(conf, request, conn=None, metric_source=None, stop=None,
+        clock=time.time):
     """Run one rebalance cycle.
+
+    With ``execute``, the per-aggregate locks of the scope are held from
+    reading the inventory to the end of execution (dry runs take none).
+    Each round reads the inventory, the metrics and Nova's migration
+    records, plans, and executes; a round whose moves were refused or
+    failed is followed by another over the rest of the budget, until the
+    budget is spent, ``max_failures`` is reached or a round submits
+    nothing.
 
     :param conf: oslo.config ConfigOpts with the nova-kronos options
         registered (:func:`nova_kronos.conf.register_opts`).
@@ -142,17 +169,25 @@ def run(conf, request, conn=None, metric_source=None):
         or ``[kronos_nova]`` when None.
     :param metric_source: a :class:`nova_kronos.metrics.MetricSource`;
         loaded by name from ``[kronos] metric_source`` when None.
+    :param stop: a :class:`nova_kronos.cloud.executor.Stop` the signal
+        handlers escalate, or None.
+    :param clock: epoch seconds (Nova's migration records are compared
+        with it).
     :returns: :class:`Outcome`.
     :raises BadInput: bad policies file, planner, scope or credentials
         options; checked before the Nova API is touched where possible.
-    :raises Unavailable: the inventory or the metrics cannot be read;
-        nothing was planned or migrated.
+    :raises Unavailable: the inventory, the metrics or the migration
+        records cannot be read, or no host of an aggregate has usable
+        load; nothing was planned or migrated.
+    :raises Locked: another run holds an aggregate's lock.
     """
     from nova_kronos.cloud import connection
     from nova_kronos.cloud import executor
     from nova_kronos.cloud import inventory
+    from nova_kronos import coordination
 
     opts = conf.kronos_rebalance
+    stop = stop or executor.Stop(grace=opts.stop_grace)
     policy_set = load_policies(conf)
     try:
         planner = planner_mod.load_planner(
@@ -164,6 +199,96 @@ def run(conf, request, conn=None, metric_source=None):
             conn = connection.connect(conf, request.cloud)
         except connection.ConnectionConfigError as e:
             raise BadInput(str(e)) from e
+    if not request.execute:
+        return _rounds(conf, request, conn, metric_source, policy_set,
+                       planner, stop, clock)
+    try:
+        names = inventory.scope_names(conn, request.aggregates,
+                                      request.availability_zone)
+        url = coordination.backend_url(opts)
+    except inventory.ScopeError as e:
+        raise BadInput(str(e)) from e
+    except inventory.InventoryError as e:
+        raise Unavailable(str(e)) from e
+    except coordination.CoordinationError as e:
+        raise BadInput(str(e)) from e
+    try:
+        with coordination.aggregate_locks(url, names, opts.lock_timeout):
+            return _rounds(conf, request, conn, metric_source, policy_set,
+                           planner, stop, clock)
+    except coordination.LockTimeout as e:
+        raise Locked(str(e)) from e
+    except coordination.CoordinationError as e:
+        raise Unavailable(str(e)) from e
+
+
+def _rounds(conf, request, conn, metric_source, policy_set, planner, stop,
+            clock):
+    from nova_kronos.cloud import executor
+
+    opts = conf.kronos_rebalance
+    outcome = Outcome(request=request, plans=[])
+    quarantined = []
+    budget = request.max_migrations
+    failures = 0
+    while True:
+        fleet, plan = _plan_round(conf, request, conn, metric_source,
+                                  policy_set, planner, budget, quarantined,
+                                  clock)
+        outcome.plans.append(plan)
+        if not request.execute:
+            break
+        if outcome.results is None:
+            outcome.results = []
+        if stop.stopping:
+            outcome.results.extend(executor.MoveResult(
+                m, executor.NOT_STARTED, m.source,
+                'not submitted: the run was stopped (%s)' % stop.signal_name)
+                for m in plan.moves)
+            break
+        if not plan.moves:
+            break
+        results = executor.execute(
+            conn, plan.moves, timeout=opts.migration_timeout,
+            poll_interval=opts.poll_interval,
+            max_parallel=opts.max_parallel,
+            max_failures=opts.max_failures - failures,
+            groups={s.id: s.group_id for s in fleet.servers.values()
+                    if s.group_id},
+            stop=stop)
+        outcome.results.extend(results)
+        failures += sum(r.failure for r in results)
+        submitted = sum(r.status != executor.NOT_STARTED for r in results)
+        budget -= submitted
+        retry = [r for r in results if r.status != executor.SUCCEEDED]
+        if (not retry or not submitted or budget <= 0 or stop.stopping
+                or failures >= opts.max_failures):
+            break
+        now = clock()
+        for r in results:
+            if r.failure:
+                quarantined.append((
+                    r.move.server_id, r.move.destination,
+                    now + opts.quarantine_time,
+                    'live migration to %s %s in this run'
+                    % (r.move.destination, r.status)))
+        LOG.info('kronos: %d move(s) did not succeed; planning up to %d '
+                 'more from a fresh read of the cloud', len(retry), budget)
+    outcome.stopped = stop.signal_name
+    moves = sum(len(p.moves) for p in outcome.plans)
+    LOG.info('kronos: rebalance %s: %d move(s) planned in %d round(s)%s',
+             'execute' if request.execute else 'dry run', moves,
+             len(outcome.plans), '' if outcome.results is None
+             else ', %d did not succeed' % len(outcome.failed_moves))
+    return outcome
+
+
+def _plan_round(conf, request, conn, metric_source, policy_set, planner,
+                budget, quarantined, clock):
+    """Read the cloud and plan once: (fleet, plan)."""
+    from nova_kronos.cloud import inventory
+    from nova_kronos.cloud import migrations
+
     try:
         fleet = inventory.read_fleet(
             conn, aggregates=request.aggregates,
@@ -180,23 +305,73 @@ def run(conf, request, conn=None, metric_source=None):
     except metrics.MetricsError as e:
         raise Unavailable('cannot read metrics, nothing planned or '
                           'migrated: %s' % e) from e
+    _require_loads(fleet, policy_set, snapshot)
+
+    now = clock()
+    memory = None
+    options = memory_options(conf)
+    settle = settle_times(conf, policy_set)
+    horizon = max([options.window, options.quarantine]
+                  + list(settle.values()))
+    try:
+        records = migrations.records(conn, changes_since=now - horizon)
+    except migrations.NovaError as e:
+        raise Unavailable("cannot read Nova's migration records, nothing "
+                          'planned or migrated: %s' % e) from e
+    hosts = set(fleet.hosts)
+    records = [r for r in records
+               if r.server_id in fleet.servers or r.source in hosts
+               or r.destination in hosts]
+    memory = history.remember(records, now, options, settle)
+    for server_id, dest, until, why in quarantined:
+        memory.add_quarantine(server_id, dest, until, why)
 
     oracle = nova_rules_oracle(conf, fleet, conn)
-    plan = planner.plan(fleet, policy_set, snapshot, request.max_migrations,
-                        oracle=oracle)
+    plan = planner.plan(fleet, policy_set, snapshot, budget, oracle=oracle,
+                        memory=memory)
     if oracle is not None:
         plan.feasibility = {'mode': oracle.mode, 'rules': oracle.rules,
                             'not_evaluated': list(oracle.not_evaluated)}
-    outcome = Outcome(request=request, plan=plan)
-    if request.execute and plan.moves:
-        outcome.results = executor.execute(
-            conn, plan.moves, timeout=opts.migration_timeout,
-            poll_interval=opts.poll_interval)
-    LOG.info('kronos: rebalance %s: %d move(s) planned%s',
-             'execute' if request.execute else 'dry run', len(plan.moves),
-             '' if outcome.results is None else ', %d failed'
-             % len(outcome.failed_moves))
-    return outcome
+    plan.memory = memory.summary()
+    return fleet, plan
+
+
+def memory_options(conf):
+    """:class:`nova_kronos.history.MemoryOptions` of ``[kronos_rebalance]``."""
+    opts = conf.kronos_rebalance
+    return history.MemoryOptions(
+        cooldown=opts.cooldown, cooldown_max=opts.cooldown_max,
+        window=opts.cooldown_window, quarantine=opts.quarantine_time)
+
+
+def settle_times(conf, policy_set):
+    """{policy name: seconds until its metrics reflect a migration}."""
+    scrape = conf.kronos_prometheus.scrape_interval
+    return {p.name: p.settle_seconds(scrape) for p in policy_set.enabled}
+
+
+def _require_loads(fleet, policy_set, snapshot):
+    """Unavailable when an aggregate has no host with every policy's load.
+
+    Planning on nothing would report success for a run that measured
+    nothing (e.g. a query or host_mapping that matches no host).
+    """
+    policies = [p.name for p in policy_set.enabled]
+    empty = []
+    for agg in fleet.aggregates:
+        hosts = [h for h in agg.hosts if h in fleet.hosts]
+        if hosts and not any(
+                all(h in snapshot.data[p].hosts for p in policies)
+                for h in hosts):
+            empty.append(agg.name)
+    if empty:
+        reasons = sorted({'%s: %s' % (e.policy, e.reason)
+                          for e in snapshot.exclusions if e.kind == 'host'})
+        raise Unavailable(
+            'no usable load for any host of aggregate %s (policies %s), '
+            'nothing planned or migrated; first reasons: %s'
+            % (', '.join(empty), ', '.join(policies),
+               '; '.join(reasons[:3]) or 'no sample at all'))
 
 
 _NOVA_CONF_LOADED = []
@@ -262,22 +437,27 @@ def run_periodic(conf, request, interval, stop, report, conn=None,
     """Run :func:`run` every ``interval`` seconds until ``stop`` is set.
 
     A cycle that raises :class:`RebalanceError` does not end the loop (a
-    Prometheus restart must not stop an unattended rebalancer).
+    Prometheus restart must not stop an unattended rebalancer). A stop
+    request ends the wait between cycles at once and, during a cycle,
+    stops it as in one-shot mode (nothing more is submitted).
 
     :param interval: seconds between the end of one cycle and the start
         of the next (> 0).
-    :param stop: a ``threading.Event``; setting it ends the wait at once.
+    :param stop: a :class:`nova_kronos.cloud.executor.Stop`.
     :param report: callable ``report(outcome, error)`` after each cycle,
         with exactly one of the two set.
     :returns: the last cycle's :class:`Outcome` or :class:`RebalanceError`.
     """
     last = None
-    while not stop.is_set():
+    while not stop.stopping:
         try:
-            last = run(conf, request, conn=conn, metric_source=metric_source)
+            last = run(conf, request, conn=conn, metric_source=metric_source,
+                       stop=stop)
             report(last, None)
         except RebalanceError as e:
             last = e
             report(None, e)
-        stop.wait(interval)
+        deadline = time.monotonic() + interval
+        while not stop.stopping and time.monotonic() < deadline:
+            stop.wait(deadline - time.monotonic())
     return last

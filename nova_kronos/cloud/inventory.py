@@ -104,8 +104,26 @@ def read_fleet(conn, aggregates=(), availability_zone=None):
                              % e) from e
 
 
-def _read(conn, wanted, availability_zone):
-    all_aggs = list(conn.compute.aggregates())
+def scope_names(conn, aggregates=(), availability_zone=None):
+    """Names of the aggregates a run over this scope covers.
+
+    The same resolution as :func:`read_fleet`, reading only the aggregates
+    (the rebalance locks are taken on these names before the inventory is
+    read).
+
+    :raises ScopeError: a named aggregate does not exist.
+    :raises InventoryError: the API call fails.
+    """
+    try:
+        all_aggs = list(conn.compute.aggregates())
+    except Exception as e:
+        raise InventoryError('cannot read the host aggregates from Nova: %s'
+                             % e) from e
+    return [a.name for a in _chosen(all_aggs, list(aggregates),
+                                    availability_zone)]
+
+
+def _chosen(all_aggs, wanted, availability_zone):
     by_name = {a.name: a for a in all_aggs}
     missing = [n for n in wanted if n not in by_name]
     if missing:
@@ -115,6 +133,12 @@ def _read(conn, wanted, availability_zone):
     if availability_zone:
         chosen = [a for a in chosen
                   if a.availability_zone == availability_zone]
+    return chosen
+
+
+def _read(conn, wanted, availability_zone):
+    all_aggs = list(conn.compute.aggregates())
+    chosen = _chosen(all_aggs, wanted, availability_zone)
     model = {a.name: fleet.Aggregate(
         name=a.name, hosts=tuple(a.hosts or ()),
         availability_zone=a.availability_zone,

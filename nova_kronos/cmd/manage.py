@@ -24,23 +24,29 @@ Options are read from nova.conf (``[kronos]``, ``[kronos_prometheus]``,
 them. Without ``--config-file``, ``/etc/nova/nova.conf`` is read when it
 exists, as nova-manage does.
 
-Exit codes follow nova-manage's convention:
+Exit codes follow nova-manage's convention, extended:
 
 =====  ==============================================================
 0      nothing to do (dry run), or every planned move succeeded
-1      at least one move failed, timed out or was skipped
-2      bad input: options, policies file, unknown aggregate
-3      Prometheus or the Nova API could not be reached; nothing moved
+1      at least one move was refused, failed, timed out or not started
+2      bad input: options, config values, policies file, unknown
+       aggregate, a PromQL query Prometheus cannot parse
+3      Prometheus, the Nova API or the lock service could not be
+       used, or no host of an aggregate had a usable load; nothing moved
 4      dry run found work (the plan has moves)
+5      another run holds the lock of an aggregate in scope; nothing moved
+130    stopped by SIGINT (143: by SIGTERM); the report is still printed
 255    unexpected error
 =====  ==============================================================
+
+Logs go to stderr (or ``log_file``); stdout carries only the report, so
+``--format json`` output is always parseable.
 """
 
 import argparse
 import json
 import signal
 import sys
-import threading
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -56,7 +62,10 @@ EXIT_MOVE_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
 EXIT_WORK_FOUND = 4
+EXIT_LOCKED = 5
 EXIT_UNEXPECTED = 255
+#: 128 + signal number, as shells report a process a signal ended.
+EXIT_SIGNAL = {'SIGINT': 130, 'SIGTERM': 143}
 
 
 class CommandError(Exception):
@@ -105,14 +114,41 @@ def _add_parsers(subparsers):
                     help='clouds.yaml cloud to use instead of [kronos_nova]')
     rb.add_argument('--periodic', action='store_true',
                     help='run again every --interval seconds until stopped')
-    rb.add_argument('--interval', type=int, metavar='SECONDS',
+    rb.add_argument('--interval', type=_positive(int), metavar='SECONDS',
                     help='seconds between periodic runs (default: '
                          '[kronos_rebalance] interval, else 300)')
+    rb.add_argument('--max-parallel', type=_positive(int), metavar='N',
+                    help='live migrations in flight at once, at most one '
+                         'per host (default: [kronos_rebalance] '
+                         'max_parallel)')
+    rb.add_argument('--lock-timeout', type=_positive(float, zero=True),
+                    metavar='SECONDS',
+                    help='seconds to wait for another run holding an '
+                         "aggregate's lock (default: [kronos_rebalance] "
+                         'lock_timeout); exit code 5 when it stays taken')
 
-    actions.add_parser(
+    vp = actions.add_parser(
         'validate-policies', help='check the policies file and exit',
         description='Load [kronos] policies_file, report every error with '
-                    'the file, policy and field, and print the policies.')
+                    'the file, policy and field, have the configured '
+                    'Prometheus parse every query, and print the policies.')
+    vp.add_argument('--offline', action='store_true',
+                    help='check the file only; do not ask Prometheus to '
+                         'parse the queries')
+
+
+def _positive(kind, zero=False):
+    """argparse type: a number > 0 (>= 0 with ``zero``)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError('not a number: %r' % text)
+        if value < 0 or (value == 0 and not zero) or value != value:
+            raise argparse.ArgumentTypeError(
+                'must be %s 0, got %s' % ('>=' if zero else '>', text))
+        return value
+    return parse
 
 
 def build_conf(argv):
@@ -129,11 +165,44 @@ def build_conf(argv):
         conf(argv, project='nova', prog='nova-kronos-manage')
     except cfg.Error as e:
         raise CommandError(str(e), EXIT_BAD_INPUT) from e
+    except SystemExit as e:
+        # argparse printed the usage error (or --help) already.
+        raise CommandError(None, e.code or 0) from e
+    check_options(conf)
     return conf
+
+
+#: Option groups whose values are checked when the command starts.
+CHECKED_GROUPS = ('kronos', 'kronos_prometheus', 'kronos_rebalance')
+
+
+def check_options(conf):
+    """Read every nova-kronos option once, so a bad value fails at start.
+
+    oslo.config converts a value when it is first read: without this, a
+    typo in nova.conf surfaces mid-run as a traceback.
+
+    :raises CommandError: (exit code 2) naming the group and the option.
+    """
+    for group in CHECKED_GROUPS:
+        for name in list(conf[group].keys()):
+            try:
+                getattr(conf[group], name)
+            except (cfg.Error, ValueError) as e:
+                raise CommandError(
+                    'bad value of [%s] %s in the config files: %s'
+                    % (group, name, _short(e)), EXIT_BAD_INPUT) from e
+
+
+def _short(error, limit=200):
+    text = ' '.join(str(error).split())
+    return text if len(text) <= limit else text[:limit] + '...'
 
 
 def exit_code(outcome):
     """nova-manage's convention for a finished run (see the module doc)."""
+    if outcome.stopped:
+        return EXIT_SIGNAL.get(outcome.stopped, 130)
     if outcome.executed:
         return EXIT_MOVE_FAILED if outcome.failed_moves else EXIT_OK
     return EXIT_WORK_FOUND if outcome.work_found else EXIT_OK
@@ -148,10 +217,16 @@ def _write_error(err, error):
 def _error_code(error):
     if isinstance(error, rebalance_mod.Unavailable):
         return EXIT_UNAVAILABLE
+    if isinstance(error, rebalance_mod.Locked):
+        return EXIT_LOCKED
     return EXIT_BAD_INPUT
 
 
 def _request(conf, args):
+    for opt, value in (('max_parallel', args.max_parallel),
+                       ('lock_timeout', args.lock_timeout)):
+        if value is not None:
+            conf.set_override(opt, value, group='kronos_rebalance')
     return rebalance_mod.Request.from_conf(
         conf, aggregates=args.aggregates,
         availability_zone=args.availability_zone, execute=args.execute,
@@ -162,13 +237,23 @@ def outcome_document(outcome):
     """The JSON-ready dict of an :class:`~nova_kronos.rebalance.Outcome`.
 
     Keys: ``mode`` (``dry-run`` or ``execute``), ``aggregates`` (loads and
-    imbalance before/after, rejected candidates per constraint), ``moves``
-    (in plan order), ``results`` (one per move when executed, else empty)
-    ``excluded`` (hosts and servers left out, with the reason) and
-    ``feasibility`` (which of Nova's rules checked each move, and how many
-    (server, host) pairs were asked; null when not checked).
+    imbalance before/after of the first plan, rejected candidates per
+    constraint), ``moves`` (every round, in order, each with its
+    ``round``), ``results`` (one per move when executed, else empty; the
+    ``status`` is one of succeeded, refused, failed, timed-out,
+    interrupted, not started, ``host`` where Nova shows the server now),
+    ``rounds`` (plans made: 1 + re-plans), ``excluded`` (hosts and servers
+    left out, with the reason), ``memory`` (what Nova's migration records
+    held back: counts of frozen, cooling-down and quarantined servers and
+    of overlaid migrations), ``overlay`` (migrations added to the measured
+    loads because the metrics cannot reflect them yet), ``stopped`` (the
+    signal that stopped the run, or null) and ``feasibility`` (which of
+    Nova's rules checked each move, and how many (server, host) pairs
+    were asked; null when not checked).
     """
     plan = outcome.plan
+    moves = [(i, m) for i, p in enumerate(outcome.plans, 1)
+             for m in p.moves]
     return {
         'mode': 'execute' if outcome.request.execute else 'dry-run',
         'aggregates': [{
@@ -185,15 +270,20 @@ def outcome_document(outcome):
             'source': m.source, 'destination': m.destination,
             'aggregate': m.aggregate, 'reason': m.reason,
             'imbalance_before': m.imbalance_before,
-            'imbalance_after': m.imbalance_after,
-        } for m in plan.moves],
+            'imbalance_after': m.imbalance_after, 'round': i,
+        } for i, m in moves],
         'results': [{
             'server_id': r.move.server_id, 'status': r.status,
+            'source': r.move.source, 'destination': r.move.destination,
             'host': r.host, 'detail': r.detail,
-            'seconds': round(r.seconds, 3),
+            'seconds': round(r.seconds, 3), 'migration_id': r.migration_id,
         } for r in outcome.results or ()],
+        'rounds': len(outcome.plans),
         'excluded': [{'kind': k, 'name': n, 'reason': r}
                      for k, n, r in plan.exclusions],
+        'memory': getattr(plan, 'memory', None),
+        'overlay': list(getattr(plan, 'overlay', None) or ()),
+        'stopped': outcome.stopped,
         'feasibility': dict(plan.feasibility,
                             pairs_asked=plan.oracle_queries)
         if plan.feasibility else None,
@@ -241,23 +331,42 @@ def render_table(outcome, out):
         if a.rejections:
             w('candidate moves rejected in the last step: %s\n' % ', '.join(
                 '%s %d' % kv for kv in sorted(a.rejections.items())))
-    w('\nMoves (%d):\n' % len(plan.moves))
-    if plan.moves:
+    overlay = getattr(plan, 'overlay', None) or ()
+    if overlay:
+        w('\nMigrations the metrics do not reflect yet, added to the '
+          'measured loads (%d):\n' % len(overlay))
+        w(_table(['server', 'source', 'destination', 'state', 'policies'],
+                 [[o['server_id'], o['source'], o['destination'],
+                   o['state'], ', '.join(o.get('policies') or ())
+                   or o.get('skipped', '')] for o in overlay]))
+    moves = outcome.moves
+    w('\nMoves (%d%s):\n' % (len(moves), ', %d rounds' % len(outcome.plans)
+                             if len(outcome.plans) > 1 else ''))
+    if moves:
         by_move = {id(r.move): r for r in results or ()}
         header = ['#', 'server', 'name', 'source', 'destination',
                   'imbalance', 'reason']
         if results is not None:
-            header.append('result')
+            header += ['result', 'now on']
         rows = []
-        for i, m in enumerate(plan.moves, 1):
+        for i, m in enumerate(moves, 1):
             row = [i, m.server_id, m.server_name, m.source, m.destination,
                    '%.4f -> %.4f' % (m.imbalance_before, m.imbalance_after),
                    m.reason]
             if results is not None:
                 r = by_move.get(id(m))
-                row.append('%s: %s' % (r.status, r.detail) if r else '')
+                row += (['%s: %s' % (r.status, r.detail), r.host or '?']
+                        if r else ['', ''])
             rows.append(row)
         w(_table(header, rows))
+    if results:
+        counts = {}
+        for r in results:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        w('Results: %s\n' % ', '.join(
+            '%s %d' % kv for kv in sorted(counts.items())))
+    if outcome.stopped:
+        w('Stopped by %s: nothing more was submitted.\n' % outcome.stopped)
     if plan.exclusions:
         w('\nExcluded (%d):\n' % len(plan.exclusions))
         w(_table(['kind', 'name', 'reason'], plan.exclusions))
@@ -272,9 +381,49 @@ def render(outcome, fmt, out):
         render_table(outcome, out)
 
 
-def validate_policies(conf, out=sys.stdout):
+def validate_policies(conf, out=sys.stdout, offline=False,
+                      metric_source=None):
+    """Check the policies file and, unless ``offline``, every query.
+
+    Each ``host_query`` and ``vm_query`` is parsed by the configured
+    Prometheus (``PrometheusSource.check_syntax``), so a typo is caught
+    before the weigher or a rebalance run meets it.
+
+    :raises BadInput: the file is invalid or a query does not parse.
+    :raises Unavailable: Prometheus could not be asked.
+    """
+    from nova_kronos import metrics
+
     policy_set = rebalance_mod.load_policies(conf)
-    out.write('%s: OK\n' % policy_set.source)
+    checked = ''
+    if not offline:
+        try:
+            source = metric_source or metrics.load_source(
+                conf.kronos.metric_source, conf)
+        except metrics.MetricsError as e:
+            raise rebalance_mod.Unavailable(str(e)) from e
+        check = getattr(source, 'check_syntax', None)
+        if check is not None:
+            errors = []
+            try:
+                for p in policy_set.policies:
+                    for field in ('host_query', 'vm_query'):
+                        problem = check(getattr(p, field))
+                        if problem:
+                            errors.append(
+                                '%s: policy %r: field "%s": Prometheus '
+                                'cannot parse it: %s' % (
+                                    policy_set.source, p.name, field,
+                                    _short(problem)))
+            except metrics.MetricsError as e:
+                raise rebalance_mod.Unavailable(
+                    'cannot have the queries parsed (use --offline to check '
+                    'the file only): %s' % e) from e
+            if errors:
+                raise rebalance_mod.BadInput('\n'.join(errors))
+            checked = ' (every query parsed by %s)' % getattr(
+                source, 'url', conf.kronos.metric_source)
+    out.write('%s: OK%s\n' % (policy_set.source, checked))
     for p in policy_set.policies:
         out.write('  %s: %s, weight %g, threshold %g%s\n' % (
             p.name, p.mode, p.weight, p.threshold,
@@ -282,7 +431,49 @@ def validate_policies(conf, out=sys.stdout):
     return EXIT_OK
 
 
-def main(argv=None, conn=None, out=None, err=None, metric_source=None):
+def _log_to_stderr(conf):
+    # oslo.log writes to stdout when neither log_file nor use_stderr is
+    # set; stdout is the report's (JSON must stay parseable).
+    if not conf.log_file and not conf.use_journal:
+        conf.set_override('use_stderr', True)
+    logging.setup(conf, 'nova-kronos-manage')
+
+
+class _Signals:
+    """SIGINT/SIGTERM escalate a :class:`~executor.Stop` while installed."""
+
+    NAMES = {signal.SIGINT: 'SIGINT', signal.SIGTERM: 'SIGTERM'}
+
+    def __init__(self, stop):
+        self.stop = stop
+        self.saved = {}
+
+    def __enter__(self):
+        for signum in self.NAMES:
+            try:
+                self.saved[signum] = signal.signal(signum, self._handle)
+            except ValueError:
+                # Not the main thread (an embedding caller): its signals
+                # are its own business.
+                break
+        return self
+
+    def _handle(self, signum, frame):
+        self.stop.request(self.NAMES.get(signum, str(signum)))
+        LOG.warning(
+            'kronos: %s received: %s', self.NAMES.get(signum, signum),
+            'submitting nothing more, waiting up to %g s for in-flight live '
+            'migrations (signal again to abort them)' % self.stop.grace
+            if not self.stop.aborting
+            else 'aborting in-flight live migrations through Nova')
+
+    def __exit__(self, *exc):
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)
+
+
+def main(argv=None, conn=None, out=None, err=None, metric_source=None,
+         stop=None):
     """Console-script entry point; returns the exit code.
 
     :param argv: arguments without the program name (default sys.argv[1:]).
@@ -290,41 +481,52 @@ def main(argv=None, conn=None, out=None, err=None, metric_source=None):
         (functional tests hand in one that reaches an in-process Nova).
     :param metric_source: a metric source to use instead of loading
         ``[kronos] metric_source``.
+    :param stop: an :class:`nova_kronos.cloud.executor.Stop` to use (the
+        signal handlers escalate it); a new one when None.
     """
+    from nova_kronos.cloud import executor
+
     out = out or sys.stdout
     err = err or sys.stderr
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         conf = build_conf(argv)
-        logging.setup(conf, 'nova-kronos-manage')
+        _log_to_stderr(conf)
         args = conf.category
         if args.action == 'validate-policies':
-            return validate_policies(conf, out)
+            return validate_policies(conf, out, offline=args.offline,
+                                     metric_source=metric_source)
         request = _request(conf, args)
-        if not args.periodic:
-            outcome = rebalance_mod.run(conf, request, conn=conn,
-                                        metric_source=metric_source)
-            render(outcome, args.format, out)
-            return exit_code(outcome)
-        return _periodic(conf, args, request, conn, metric_source, out, err)
+        stop = stop or executor.Stop(grace=conf.kronos_rebalance.stop_grace)
+        with _Signals(stop):
+            if not args.periodic:
+                outcome = rebalance_mod.run(conf, request, conn=conn,
+                                            metric_source=metric_source,
+                                            stop=stop)
+                render(outcome, args.format, out)
+                return exit_code(outcome)
+            return _periodic(conf, args, request, conn, metric_source, out,
+                             err, stop)
     except CommandError as e:
-        _write_error(err, e)
+        if e.args[0]:
+            _write_error(err, e)
         return e.code
     except rebalance_mod.RebalanceError as e:
         _write_error(err, e)
+        if stop is not None and stop.stopping:
+            return EXIT_SIGNAL.get(stop.signal_name, 130)
         return _error_code(e)
     except KeyboardInterrupt:
         return 130
     except Exception as e:
         LOG.exception('unexpected error')
-        err.write('ERROR: unexpected %s: %s\n' % (type(e).__name__, e))
+        err.write('ERROR: unexpected %s: %s\n' % (type(e).__name__,
+                                                  _short(e)))
         return EXIT_UNEXPECTED
 
 
-def _periodic(conf, args, request, conn, metric_source, out, err):
+def _periodic(conf, args, request, conn, metric_source, out, err, stop):
     interval = args.interval or conf.kronos_rebalance.interval or 300
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
 
     def report(outcome, error):
         if error is not None:
@@ -335,6 +537,8 @@ def _periodic(conf, args, request, conn, metric_source, out, err):
 
     last = rebalance_mod.run_periodic(conf, request, interval, stop, report,
                                       conn=conn, metric_source=metric_source)
+    if stop.stopping:
+        return EXIT_SIGNAL.get(stop.signal_name, 130)
     if isinstance(last, rebalance_mod.RebalanceError):
         return _error_code(last)
     return EXIT_OK if last is None else exit_code(last)

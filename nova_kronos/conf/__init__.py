@@ -88,6 +88,13 @@ prometheus_opts = [
     cfg.StrOpt('password', secret=True, help='HTTP basic auth password.'),
     cfg.StrOpt('bearer_token', secret=True,
                help='Bearer token sent in the Authorization header.'),
+    cfg.FloatOpt('scrape_interval', default=60.0, min=0.0,
+                 help='Largest scrape interval of the exporters the '
+                      'policies read. A policy without settle_time is '
+                      'taken to reflect a live migration fully after its '
+                      'longest PromQL range window plus this; until then '
+                      'the rebalancer overlays the migration on the '
+                      'measured loads.'),
 ]
 
 rebalance_opts = [
@@ -134,18 +141,69 @@ rebalance_opts = [
                     'the [kronos_nova] keystoneauth options are used.'),
     cfg.IntOpt('interval', default=0, min=0,
                help='Seconds between runs in periodic mode (--periodic); '
-                    '0 runs once.'),
+                    '0 means 300.'),
+    cfg.IntOpt('max_parallel', default=2, min=1,
+               help='Live migrations in flight at once. Whatever this '
+                    'value, at most one runs per host (as source or '
+                    'destination; Nova\'s max_concurrent_live_migrations '
+                    'defaults to 1 per compute) and moves sharing a server '
+                    'group run one after the other.'),
+    cfg.IntOpt('max_failures', default=3, min=1,
+               help='After this many refused, failed or timed-out moves '
+                    'in one run, nothing more is submitted. Below it, a '
+                    'failed move quarantines its (server, host) pair and '
+                    'the rest of the budget is planned again from a fresh '
+                    'read of the cloud.'),
+    cfg.FloatOpt('cooldown', default=3600.0, min=0.0,
+                 help='Seconds a server is not moved again after a live '
+                      'migration, read from Nova\'s migration records. '
+                      'Doubles with each further migration of the server '
+                      'within cooldown_window, up to cooldown_max. 0 '
+                      'disables.'),
+    cfg.FloatOpt('cooldown_max', default=86400.0, min=0.0,
+                 help='Cap of the per-server cooldown (seconds).'),
+    cfg.FloatOpt('cooldown_window', default=86400.0, min=0.0,
+                 help='Rolling window (seconds) in which a server\'s live '
+                      'migrations count towards its cooldown backoff.'),
+    cfg.FloatOpt('quarantine_time', default=3600.0, min=0.0,
+                 help='Seconds a (server, destination host) whose live '
+                      'migration was refused or failed is not planned '
+                      'again. 0 disables.'),
+    cfg.StrOpt('state_dir', default='/var/lib/nova/kronos',
+               help='Directory of the default file lock backend (the '
+                    'only local state of nova-kronos).'),
+    cfg.StrOpt('lock_url', secret=True,
+               help='tooz backend URL of the per-aggregate rebalance '
+                    'locks. Default: file://<state_dir>/locks (one '
+                    'controller). With several controllers use a shared '
+                    'service, e.g. etcd3+http://etcd:2379, '
+                    'redis://redis:6379 or zookeeper://zk:2181.'),
+    cfg.FloatOpt('lock_timeout', default=0.0, min=0.0,
+                 help='Seconds to wait for another run to release the lock '
+                      'of an aggregate before giving up (exit code 5).'),
+    cfg.FloatOpt('stop_grace', default=300.0, min=0.0,
+                 help='After SIGINT or SIGTERM, seconds to wait for '
+                      'in-flight live migrations before exiting (a second '
+                      'signal aborts them through Nova at once).'),
 ]
 
 
 def register_opts(conf):
-    conf.register_group(kronos_group)
-    conf.register_opts(kronos_opts, group=kronos_group)
-    conf.register_group(prometheus_group)
-    conf.register_opts(prometheus_opts, group=prometheus_group)
-    conf.register_group(rebalance_group)
-    conf.register_opts(rebalance_opts, group=rebalance_group)
-    conf.register_group(nova_group)
+    """Register every nova-kronos option group on ``conf``.
+
+    Each call registers new ``OptGroup`` objects: oslo.config copies a
+    registered group shallowly, so two ConfigOpts registering the same
+    group object share its per-option state, and an override set on one
+    (e.g. on Nova's global CONF) would show in the other.
+    """
+    for group, opts in ((kronos_group, kronos_opts),
+                        (prometheus_group, prometheus_opts),
+                        (rebalance_group, rebalance_opts),
+                        (nova_group, None)):
+        fresh = cfg.OptGroup(group.name, title=group.title, help=group.help)
+        conf.register_group(fresh)
+        if opts:
+            conf.register_opts(opts, group=fresh)
     ks_loading.register_session_conf_options(conf, nova_group.name)
     ks_loading.register_auth_conf_options(conf, nova_group.name)
     ks_loading.register_adapter_conf_options(conf, nova_group.name)

@@ -62,9 +62,46 @@ class TestManage(testtools.TestCase):
     def test_validate_policies(self):
         path, pol = self.conf(_sample())
         code, out, err = self.main('--config-file', path, 'kronos',
-                                   'validate-policies')
+                                   'validate-policies', '--offline')
         self.assertEqual(manage.EXIT_OK, code, err)
         self.assertIn('cpu: spread, weight 0.6', out)
+
+    def test_validate_policies_has_prometheus_parse_each_query(self):
+        path, pol = self.conf(_sample())
+
+        class Parser:
+            url = 'http://prom.example:9090'
+            asked = []
+
+            def check_syntax(self, promql):
+                self.asked.append(promql)
+                if 'node_uname_info' in promql:
+                    return 'parse error: unexpected <by>'
+                return None
+        out, err = io.StringIO(), io.StringIO()
+        code = manage.main(['--config-file', path, 'kronos',
+                            'validate-policies'], out=out, err=err,
+                           metric_source=Parser())
+        # Two queries per policy of the sample (cpu, memory).
+        self.assertEqual(4, len(Parser.asked))
+        self.assertEqual(manage.EXIT_BAD_INPUT, code)
+        self.assertIn('ERROR: %s: policy \'cpu\': field "host_query": '
+                      'Prometheus cannot parse it: parse error: unexpected '
+                      '<by>' % pol, err.getvalue())
+
+    def test_validate_policies_prometheus_down_is_exit_3(self):
+        path, pol = self.conf(_sample())
+
+        class Down:
+            def check_syntax(self, promql):
+                from nova_kronos import metrics
+                raise metrics.MetricsError('connection refused')
+        out, err = io.StringIO(), io.StringIO()
+        code = manage.main(['--config-file', path, 'kronos',
+                            'validate-policies'], out=out, err=err,
+                           metric_source=Down())
+        self.assertEqual(manage.EXIT_UNAVAILABLE, code)
+        self.assertIn('--offline', err.getvalue())
 
     def test_missing_config_file(self):
         code, out, err = self.main('--config-file', '/nonexistent.conf',

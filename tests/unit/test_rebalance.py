@@ -13,13 +13,15 @@
 
 """The rebalance use case (nova_kronos.rebalance) and its exit codes.
 
-Nova is faked at the module boundary (inventory.read_fleet,
-executor.execute); policies, metrics collection and the planner are real.
+Nova is faked at the module boundary (inventory.read_fleet and
+scope_names, migrations.records, executor.execute); policies, metrics
+collection, the planner, Nova's-records memory and the tooz file locks
+are real.
 """
 
 import io
+import json
 import os
-import threading
 from unittest import mock
 
 import fixtures
@@ -29,8 +31,10 @@ import testtools
 
 from nova_kronos.cloud import executor
 from nova_kronos.cloud import inventory
+from nova_kronos.cloud import migrations
 from nova_kronos.cmd import manage
 from nova_kronos import conf as kronos_conf
+from nova_kronos import coordination
 from nova_kronos import metrics
 from nova_kronos import rebalance
 from tests.unit import fakes
@@ -72,7 +76,7 @@ class RebalanceTestCase(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        tmp = self.useFixture(fixtures.TempDir()).path
+        tmp = self.tmp = self.useFixture(fixtures.TempDir()).path
         self.policies_file = os.path.join(tmp, 'policies.yaml')
         with open(self.policies_file, 'w') as f:
             f.write(POLICIES)
@@ -82,7 +86,8 @@ class RebalanceTestCase(testtools.TestCase):
         self.cfg = self.useFixture(cfg_fixture.Config(self.conf))
         self.cfg.config(policies_file=self.policies_file, group='kronos')
         # Nova's rules are checked in the functional tests (real Nova).
-        self.cfg.config(feasibility='none', group='kronos_rebalance')
+        self.cfg.config(feasibility='none', state_dir=tmp,
+                        group='kronos_rebalance')
         # host1 carries six servers of 0.1 each, host2 none: worth moving.
         self.fleet, self.snapshot = fakes.build(
             {'host1': ['s%d' % i for i in range(6)], 'host2': []})
@@ -90,17 +95,21 @@ class RebalanceTestCase(testtools.TestCase):
             inventory, 'read_fleet', return_value=self.fleet)).mock
         self.execute = self.useFixture(fixtures.MockPatchObject(
             executor, 'execute', side_effect=self._succeed)).mock
+        self.scope = self.useFixture(fixtures.MockPatchObject(
+            inventory, 'scope_names', return_value=['agg1'])).mock
+        self.records = self.useFixture(fixtures.MockPatchObject(
+            migrations, 'records', return_value=[])).mock
 
     @staticmethod
     def _succeed(conn, moves, **kw):
         return [executor.MoveResult(m, executor.SUCCEEDED, m.destination)
                 for m in moves]
 
-    def run_once(self, source=None, **request):
+    def run_once(self, source=None, stop=None, **request):
         req = rebalance.Request.from_conf(self.conf, **request)
         return rebalance.run(self.conf, req, conn=NoConn(),
                              metric_source=source or SnapshotSource(
-                                 self.snapshot))
+                                 self.snapshot), stop=stop)
 
 
 class TestRequest(RebalanceTestCase):
@@ -175,7 +184,8 @@ class TestRun(RebalanceTestCase):
         outcome = self.run_once(execute=True, max_migrations=2)
         self.assertEqual(2, len(outcome.plan.moves))
         self.execute.assert_called_once_with(
-            mock.ANY, outcome.plan.moves, timeout=77, poll_interval=0.5)
+            mock.ANY, outcome.plan.moves, timeout=77, poll_interval=0.5,
+            max_parallel=2, max_failures=3, groups={}, stop=mock.ANY)
         self.assertEqual([], outcome.failed_moves)
         self.assertEqual(manage.EXIT_OK, manage.exit_code(outcome))
 
@@ -192,7 +202,7 @@ class TestRun(RebalanceTestCase):
     def test_execute_with_empty_plan_submits_nothing(self):
         outcome = self.run_once(execute=True, max_migrations=0)
         self.execute.assert_not_called()
-        self.assertFalse(outcome.executed)
+        self.assertEqual([], outcome.results)
         self.assertEqual(manage.EXIT_OK, manage.exit_code(outcome))
 
     def test_bad_policies_file_before_touching_nova(self):
@@ -225,17 +235,99 @@ class TestRun(RebalanceTestCase):
         self.execute.assert_not_called()
 
 
+class TestRounds(RebalanceTestCase):
+
+    def refuse_first(self, conn, moves, **kw):
+        results = self._succeed(conn, moves)
+        if self.execute.call_count == 1:
+            results[0] = executor.MoveResult(moves[0], executor.REFUSED,
+                                             moves[0].source, 'no')
+        return results
+
+    def test_refused_move_is_quarantined_and_the_rest_replanned(self):
+        self.execute.side_effect = self.refuse_first
+        outcome = self.run_once(execute=True, max_migrations=4)
+        first, second = outcome.plans
+        # host1 holds 6 servers of 0.1, host2 none: 3 moves even them out
+        # (0.3 / 0.3); the first is refused, so round 2 has one move of
+        # budget left (4 - 3 submitted) to finish the job.
+        self.assertEqual(3, len(first.moves))
+        self.assertEqual(1, len(second.moves))
+        refused = first.moves[0]
+        self.assertNotIn((refused.server_id, refused.destination),
+                         [(m.server_id, m.destination)
+                          for m in second.moves])
+        self.assertEqual(4, len(outcome.results))
+        self.assertEqual(manage.EXIT_MOVE_FAILED, manage.exit_code(outcome))
+        # The fresh read: inventory, metrics and Nova's records again.
+        self.assertEqual(2, self.read_fleet.call_count)
+        self.assertEqual(2, self.records.call_count)
+
+    def test_no_budget_left_no_second_round(self):
+        self.execute.side_effect = self.refuse_first
+        outcome = self.run_once(execute=True, max_migrations=3)
+        self.assertEqual(1, len(outcome.plans))
+
+    def test_max_failures_ends_the_run(self):
+        self.cfg.config(max_failures=1, group='kronos_rebalance')
+        self.execute.side_effect = self.refuse_first
+        outcome = self.run_once(execute=True, max_migrations=5)
+        self.assertEqual(1, len(outcome.plans))
+        self.assertEqual(1, self.execute.call_count)
+
+    def test_stop_before_execution_submits_nothing(self):
+        stop = executor.Stop()
+        stop.request('SIGTERM')
+        outcome = self.run_once(execute=True, max_migrations=2, stop=stop)
+        self.execute.assert_not_called()
+        self.assertEqual([executor.NOT_STARTED] * 2,
+                         [r.status for r in outcome.results])
+        self.assertEqual(143, manage.exit_code(outcome))
+
+    def test_no_usable_load_is_unavailable(self):
+        for p in self.snapshot.data.values():
+            p.hosts.clear()
+        e = self.assertRaises(rebalance.Unavailable, self.run_once,
+                              execute=True)
+        self.assertIn('no usable load for any host of aggregate agg1',
+                      str(e))
+        self.execute.assert_not_called()
+
+    def test_migration_records_unreadable_is_unavailable(self):
+        self.records.side_effect = migrations.NovaError('HTTP 503')
+        e = self.assertRaises(rebalance.Unavailable, self.run_once)
+        self.assertIn("cannot read Nova's migration records", str(e))
+
+    def test_a_held_lock_moves_nothing(self):
+        url = coordination.backend_url(self.conf.kronos_rebalance)
+        with coordination.aggregate_locks(url, ['agg1'], 0):
+            e = self.assertRaises(rebalance.Locked, self.run_once,
+                                  execute=True)
+        self.assertIn('another rebalance holds the lock of aggregate agg1',
+                      str(e))
+        self.read_fleet.assert_not_called()
+        # Released: the next run goes through.
+        self.run_once(execute=True)
+        self.assertEqual(1, self.execute.call_count)
+
+    def test_dry_run_takes_no_lock(self):
+        url = coordination.backend_url(self.conf.kronos_rebalance)
+        with coordination.aggregate_locks(url, ['agg1'], 0):
+            outcome = self.run_once()
+        self.assertTrue(outcome.plan.moves)
+
+
 class TestPeriodic(RebalanceTestCase):
 
     def test_a_failed_cycle_does_not_end_the_loop(self):
         source = SnapshotSource(metrics.MetricsError('down'), self.snapshot)
-        stop = threading.Event()
+        stop = executor.Stop()
         reports = []
 
         def report(outcome, error):
             reports.append((outcome, error))
             if len(reports) == 2:
-                stop.set()
+                stop.request('SIGTERM')
 
         req = rebalance.Request.from_conf(self.conf)
         last = rebalance.run_periodic(self.conf, req, 0.01, stop, report,
@@ -247,13 +339,32 @@ class TestPeriodic(RebalanceTestCase):
         self.assertIs(reports[1][0], last)
         self.assertTrue(last.plan.moves)
 
+    def test_a_stop_ends_the_wait_at_once(self):
+        stop = executor.Stop()
+        reports = []
+
+        def report(outcome, error):
+            reports.append(outcome)
+            stop.request('SIGTERM')
+
+        req = rebalance.Request.from_conf(self.conf)
+        # An hour's interval: the test would hang if the wait ignored it.
+        rebalance.run_periodic(self.conf, req, 3600, stop, report,
+                               conn=NoConn(),
+                               metric_source=SnapshotSource(self.snapshot))
+        self.assertEqual(1, len(reports))
+
 
 class TestCommandExitCodes(RebalanceTestCase):
+
+    extra_conf = ''
 
     def main(self, *args):
         path = os.path.join(os.path.dirname(self.policies_file), 'nova.conf')
         with open(path, 'w') as f:
             f.write('[kronos]\npolicies_file = %s\n' % self.policies_file)
+            f.write('[kronos_rebalance]\nfeasibility = none\n'
+                    'state_dir = %s\n%s' % (self.tmp, self.extra_conf))
         out, err = io.StringIO(), io.StringIO()
         code = manage.main(['--config-file', path, 'kronos', 'rebalance']
                            + list(args), conn=NoConn(), out=out, err=err,
@@ -273,3 +384,65 @@ class TestCommandExitCodes(RebalanceTestCase):
         self.assertIn('dry run (nothing is migrated; use --execute)', out)
         self.assertIn('Moves (1):', out)
         self.assertIn('| host1  ', out)
+
+    def test_held_lock_is_exit_5(self):
+        url = coordination.backend_url(self.conf.kronos_rebalance)
+        with coordination.aggregate_locks(url, ['agg1'], 0):
+            code, out, err = self.main('--execute', '--lock-timeout', '0.2')
+        self.assertEqual(manage.EXIT_LOCKED, code)
+        self.assertIn('waited 0.2 s', err)
+        self.execute.assert_not_called()
+
+    def test_bad_config_value_is_exit_2_naming_it(self):
+        self.extra_conf = 'migration_timeout = abc\n'
+        code, out, err = self.main('--execute')
+        self.assertEqual(manage.EXIT_BAD_INPUT, code)
+        self.assertIn('[kronos_rebalance] migration_timeout', err)
+        self.assertNotIn('Traceback', err)
+        self.read_fleet.assert_not_called()
+
+    def test_out_of_range_config_value_is_exit_2(self):
+        self.extra_conf = 'max_parallel = 0\n'
+        code, out, err = self.main()
+        self.assertEqual(manage.EXIT_BAD_INPUT, code)
+        self.assertIn('max_parallel', err)
+
+    def test_negative_interval_is_exit_2(self):
+        stderr = self.useFixture(fixtures.StringStream('stderr')).stream
+        self.useFixture(fixtures.MonkeyPatch('sys.stderr', stderr))
+        code, out, err = self.main('--periodic', '--interval', '-5')
+        self.assertEqual(manage.EXIT_BAD_INPUT, code)
+        stderr.seek(0)
+        self.assertIn('--interval: must be > 0, got -5', stderr.read())
+        self.read_fleet.assert_not_called()
+
+    def test_json_stdout_is_not_polluted_by_logs(self):
+        # oslo.log's default handler would write INFO lines to sys.stdout.
+        stdout = io.StringIO()
+        stderr = io.StringIO()
+        self.useFixture(fixtures.MonkeyPatch('sys.stdout', stdout))
+        self.useFixture(fixtures.MonkeyPatch('sys.stderr', stderr))
+        self.addCleanup(self._reset_root_handlers, list(
+            __import__('logging').getLogger().handlers))
+        path = os.path.join(self.tmp, 'nova.conf')
+        with open(path, 'w') as f:
+            f.write('[DEFAULT]\ndebug = true\n[kronos]\npolicies_file = '
+                    '%s\n[kronos_rebalance]\nfeasibility = none\n'
+                    'state_dir = %s\n' % (self.policies_file, self.tmp))
+        code = manage.main(['--config-file', path, 'kronos', 'rebalance',
+                            '--execute', '--format', 'json'],
+                           conn=NoConn(),
+                           metric_source=SnapshotSource(self.snapshot))
+        self.assertEqual(manage.EXIT_OK, code, stderr.getvalue())
+        doc = json.loads(stdout.getvalue())
+        self.assertEqual('execute', doc['mode'])
+        self.assertIn('kronos: rebalance execute', stderr.getvalue())
+
+    @staticmethod
+    def _reset_root_handlers(saved):
+        import logging
+        root = logging.getLogger()
+        for h in list(root.handlers):
+            if h not in saved:
+                root.removeHandler(h)
+        root.handlers[:] = saved
