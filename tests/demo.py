@@ -82,6 +82,13 @@ class DemoCloud(kronos_cloud.KronosCloudTestCase):
     aggregate_name = 'demo-agg'
     availability_zone = 'az1'
 
+    def configure_scheduler(self):
+        super().configure_scheduler()
+        # The in-process computes share one "live_migration" thread pool of
+        # max_concurrent_live_migrations workers (1 per compute in Nova's
+        # default): one worker per compute, as separate computes would have.
+        self.flags(max_concurrent_live_migrations=len(self.compute_hosts))
+
     def setUp(self):
         # run_demo quiets the 'nova' logger for the harness teardown; put
         # its level back once everything is torn down, so later tests in
@@ -219,15 +226,22 @@ class DemoCloud(kronos_cloud.KronosCloudTestCase):
         manage.render_table(outcome, _terminal())
         predicted = outcome.plan.aggregates[0].imbalance_after
 
-        _say('\nRebalance, execute (... --execute --max-migrations %d):'
-             % budget)
+        parallel = opts['max_parallel']
+        conf.set_override('max_parallel', parallel, 'kronos_rebalance')
+        _say('\nRebalance, execute (... --execute --max-migrations %d '
+             '--max-parallel %d):' % (budget, parallel))
+        t0 = time.time()
         outcome = rebalance.run(
             conf, rebalance.Request.from_conf(
                 conf, max_migrations=budget, execute=True), conn=self.conn)
+        took = time.time() - t0
         results = outcome.results or []
         for r in results:
             _say('  %s %s -> %s: %s' % (r.move.server_name, r.move.source,
                                         r.move.destination, r.status))
+        _say('  %d live migration(s) in %.1f s of wall time, at most %d at '
+             'once (%d round(s) of planning).'
+             % (len(results), took, parallel, len(outcome.plans)))
         layout, loads = self._publish_nova_layout()
         where = {sid: h for h, ids in layout.items() for sid in ids}
         landed = sum(1 for r in results
@@ -268,6 +282,10 @@ def main(argv=None, stdout=None):
                         help='new servers placed by the weigher (default 4)')
     parser.add_argument('--max-migrations', type=int, default=40,
                         help='rebalance migration budget (default 40)')
+    parser.add_argument('--max-parallel', type=int, default=2,
+                        help='live migrations at once, one per host '
+                             '(default 2, as [kronos_rebalance] '
+                             'max_parallel)')
     parser.add_argument('--seed', type=int, default=42)
     parser.add_argument('--no-prometheus', action='store_true',
                         help='use the file-backed metric source even when '

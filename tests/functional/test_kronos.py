@@ -162,7 +162,7 @@ class TestRebalance(base.KronosFunctionalTestCase):
         self.assertEqual(len(doc['moves']), len(migrations))
         self.assertEqual({'completed'}, {m.status for m in migrations})
 
-    def test_move_nova_rejects_fails_and_server_stays(self):
+    def test_move_nova_refuses_is_reported_and_server_stays(self):
         # A move onto a1's sibling host: Nova's scheduler re-validates the
         # explicit host (no force) and refuses it.
         move = planner.Move(
@@ -171,11 +171,15 @@ class TestRebalance(base.KronosFunctionalTestCase):
             imbalance_before=0.0, imbalance_after=0.0)
         results = executor.execute(self.conn, [move, move], timeout=60,
                                    poll_interval=0.2)
-        self.assertEqual(executor.FAILED, results[0].status,
+        self.assertEqual(executor.REFUSED, results[0].status,
                          results[0].detail)
         self.assertEqual('host1', results[0].host)
-        self.assertIn('the server stays on host1', results[0].detail)
-        self.assertEqual(executor.SKIPPED, results[1].status)
+        # Nova's own record of the refusal is quoted.
+        self.assertIn('migration %d: error' % results[0].migration_id,
+                      results[0].detail)
+        self.assertIn('the server is on host1 (ACTIVE)', results[0].detail)
+        self.assertEqual(executor.NOT_STARTED, results[1].status)
+        self.assertIn('planned after move 1', results[1].detail)
         self.assertEqual('host1', self.host_of(self.a1))
 
 

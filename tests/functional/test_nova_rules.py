@@ -189,6 +189,7 @@ class TestRebalanceHeterogeneous(_Helpers, hetero.HeterogeneousCloudTestCase):
         # through the product's metric source, the imbalance is the one
         # the dry run predicted.
         self.publish_where(where)
+        self.settle_metrics_at_once()
         self.write_conf(feasibility='scheduler')
         code, after, err = self.rebalance('--max-migrations', '0')
         self.assertAlmostEqual(agg['imbalance_after'],

@@ -113,6 +113,7 @@ class KronosCloudTestCase(nova_cloud.NovaCloudTestCase):
 
     def setUp(self):
         super().setUp()
+        self.policies_path = SAMPLE_POLICIES
         self.agg = self.create_aggregate(
             self.aggregate_name, self.compute_hosts,
             availability_zone=self.availability_zone)
@@ -120,10 +121,29 @@ class KronosCloudTestCase(nova_cloud.NovaCloudTestCase):
         self.conf_path = os.path.join(self._workdir, 'nova.conf')
         self.write_conf()
 
+    def settle_metrics_at_once(self, **rebalance_options):
+        """Declare the sample policies' metrics settled right away.
+
+        Synthetic series are published as if they had always been so: a
+        republished placement does not lag behind a migration the way
+        Prometheus' rate windows do. Tests that republish after migrating
+        and compare the plan with the new loads use this, so the
+        rebalancer does not also overlay those migrations.
+        """
+        import yaml
+        with open(SAMPLE_POLICIES) as f:
+            data = yaml.safe_load(f)
+        for p in data['policies'].values():
+            p['settle_time'] = 0.001
+        self.policies_path = os.path.join(self._workdir, 'settled.yaml')
+        with open(self.policies_path, 'w') as f:
+            yaml.safe_dump(data, f)
+        self.write_conf(**rebalance_options)
+
     def write_conf(self, **rebalance_options):
         """(Re)write the nova.conf that ``nova-kronos-manage`` reads."""
         opts = dict(self.rebalance_options, **rebalance_options)
-        lines = ['[kronos]', 'policies_file = %s' % SAMPLE_POLICIES]
+        lines = ['[kronos]', 'policies_file = %s' % self.policies_path]
         if self.prom:
             lines += ['[kronos_prometheus]', 'url = %s' % self.prom.url,
                       'timeout = 2', 'retries = 0']
@@ -131,6 +151,9 @@ class KronosCloudTestCase(nova_cloud.NovaCloudTestCase):
             lines += ['metric_source = file',
                       'metrics_file = %s' % self.metrics_file]
         lines.append('[kronos_rebalance]')
+        # The lock directory (the only local state) lives in the test's
+        # temporary directory.
+        opts.setdefault('state_dir', os.path.join(self._workdir, 'state'))
         lines += ['%s = %s' % kv for kv in sorted(opts.items())]
         with open(self.conf_path, 'w') as f:
             f.write('\n'.join(lines) + '\n')
