@@ -33,7 +33,7 @@ import yaml
 from nova_kronos import conf as kronos_conf
 from nova_kronos import metrics
 from nova_kronos.metrics import prometheus as prometheus_source
-from tests.harness import prometheus as prom
+from tests.functional import test_prometheus_queries as queries
 
 SAMPLE_POLICIES = os.path.join(
     os.path.dirname(__file__), '..', '..',
@@ -52,24 +52,8 @@ class _SourceTestCase(testtools.TestCase):
         return prometheus_source.PrometheusSource(conf)
 
 
-class TestCheckSyntax(_SourceTestCase):
-    """One Prometheus for the class, started by its first test."""
-
-    server = None
-
-    def setUp(self):
-        super().setUp()
-        binary = prom.require_prometheus(self)
-        cls = type(self)
-        if cls.server is None:
-            cls.server = prom.PrometheusServer(binary).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.server is not None:
-            cls.server.stop()
-            cls.server = None
-        super().tearDownClass()
+class TestCheckSyntax(queries._ServerTestCase, _SourceTestCase):
+    """One real Prometheus for the class, started by its first test."""
 
     def test_sample_queries_parse(self):
         with open(SAMPLE_POLICIES) as f:
