@@ -45,6 +45,7 @@ Logs go to stderr (or ``log_file``); stdout carries only the report, so
 
 import argparse
 import json
+import os
 import signal
 import sys
 
@@ -192,6 +193,11 @@ def check_options(conf):
                 raise CommandError(
                     'bad value of [%s] %s in the config files: %s'
                     % (group, name, _short(e)), EXIT_BAD_INPUT) from e
+    prom = conf.kronos_prometheus
+    if (conf.kronos.metric_source == 'prometheus' and prom.ca_file
+            and not prom.insecure and not os.path.exists(prom.ca_file)):
+        raise CommandError('bad value of [kronos_prometheus] ca_file: %s '
+                           'does not exist' % prom.ca_file, EXIT_BAD_INPUT)
 
 
 def _short(error, limit=200):

@@ -401,6 +401,14 @@ class TestCommandExitCodes(RebalanceTestCase):
         self.assertNotIn('Traceback', err)
         self.read_fleet.assert_not_called()
 
+    def test_missing_ca_file_is_exit_2(self):
+        self.extra_conf = ('[kronos_prometheus]\n'
+                           'ca_file = /nonexistent/kronos-ca.pem\n')
+        code, out, err = self.main()
+        self.assertEqual(manage.EXIT_BAD_INPUT, code)
+        self.assertIn('ERROR: bad value of [kronos_prometheus] ca_file: '
+                      '/nonexistent/kronos-ca.pem does not exist', err)
+
     def test_out_of_range_config_value_is_exit_2(self):
         self.extra_conf = 'max_parallel = 0\n'
         code, out, err = self.main()
