@@ -16,8 +16,10 @@ Usage::
 
     nova-kronos-manage [--config-file nova.conf] kronos rebalance \\
         [--aggregate NAME]... [--dry-run | --execute] [--max-migrations N] \\
-        [--format table|json] [--periodic [--interval SECONDS]]
-    nova-kronos-manage [--config-file nova.conf] kronos validate-policies
+        [--max-parallel N] [--lock-timeout SECONDS] [--format table|json] \\
+        [--periodic [--interval SECONDS]]
+    nova-kronos-manage [--config-file nova.conf] kronos validate-policies \\
+        [--offline]
 
 Options are read from nova.conf (``[kronos]``, ``[kronos_prometheus]``,
 ``[kronos_rebalance]``, ``[kronos_nova]``); command-line flags override
@@ -89,9 +91,18 @@ def _add_parsers(subparsers):
         description='Plan live migrations that even out the load inside each '
                     'host aggregate, using the policies file and the metric '
                     'source. Dry run by default: prints the plan and moves '
-                    'nothing. With --execute, submits each move as a live '
-                    'migration to an explicit host (Nova re-validates it), '
-                    'waits for it and checks where the server landed.',
+                    'nothing. With --execute, holds a lock per aggregate, '
+                    'submits each move as a live migration to an explicit '
+                    'host (Nova re-validates it), up to --max-parallel at '
+                    'once and one per host, and reports what Nova did; a '
+                    'refused or failed move is quarantined and the rest of '
+                    'the budget planned again. Servers migrated recently, '
+                    'migrating now or refused recently (read from Nova\'s '
+                    'migration records) are left alone, and recent '
+                    'migrations the metrics do not show yet are added to '
+                    'the measured loads. SIGINT/SIGTERM: submit nothing '
+                    'more and wait; a second signal aborts in-flight '
+                    'migrations.',
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__[__doc__.index('Exit codes'):])
     rb.add_argument('--aggregate', action='append', dest='aggregates',

@@ -20,16 +20,19 @@ imported Nova's harness first.
 """
 
 import http.server
+import io
 import json
 import os
 import threading
 
+import fixtures
 from oslo_config import cfg
 from oslo_config import fixture as cfg_fixture
 import requests
 import testtools
 import yaml
 
+from nova_kronos.cmd import manage
 from nova_kronos import conf as kronos_conf
 from nova_kronos import metrics
 from nova_kronos.metrics import prometheus as prometheus_source
@@ -77,6 +80,45 @@ class TestCheckSyntax(queries._ServerTestCase, _SourceTestCase):
         problem = source.check_syntax('sum by (x) y)')
         self.assertTrue(problem.startswith('1:12: parse error: '), problem)
         self.assertNotIn('\n', problem)
+
+    def validate(self, url, policies_text, *args):
+        """``nova-kronos-manage kronos validate-policies`` in-process."""
+        tmp = self.useFixture(fixtures.TempDir()).path
+        pol = os.path.join(tmp, 'policies.yaml')
+        with open(pol, 'w') as f:
+            f.write(policies_text)
+        conf = os.path.join(tmp, 'nova.conf')
+        with open(conf, 'w') as f:
+            f.write('[kronos]\npolicies_file = %s\n[kronos_prometheus]\n'
+                    'url = %s\ntimeout = 10\nretries = 0\n' % (pol, url))
+        out, err = io.StringIO(), io.StringIO()
+        code = manage.main(['--config-file', conf, 'kronos',
+                            'validate-policies'] + list(args),
+                           out=out, err=err)
+        return code, out.getvalue(), err.getvalue(), pol
+
+    def test_validate_policies_command(self):
+        with open(SAMPLE_POLICIES) as f:
+            sample = f.read()
+        code, out, err, pol = self.validate(self.server.url, sample)
+        self.assertEqual(manage.EXIT_OK, code, err)
+        self.assertIn('%s: OK (every query parsed by %s)'
+                      % (pol, self.server.url), out)
+        # A query Prometheus cannot parse names the policy and the field.
+        broken = sample.replace('node_uname_info{job="node"}',
+                                'node_uname_info{job="node"', 1)
+        self.assertNotEqual(sample, broken)
+        code, out, err, pol = self.validate(self.server.url, broken)
+        self.assertEqual(manage.EXIT_BAD_INPUT, code)
+        self.assertIn('ERROR: %s: policy \'cpu\': field "host_query": '
+                      'Prometheus cannot parse it: ' % pol, err)
+        # --offline checks the file only: no Prometheus needed.
+        dead = 'http://127.0.0.1:9'
+        code, out, err, pol = self.validate(dead, sample, '--offline')
+        self.assertEqual(manage.EXIT_OK, code, err)
+        code, out, err, pol = self.validate(dead, sample)
+        self.assertEqual(manage.EXIT_UNAVAILABLE, code)
+        self.assertIn('use --offline', err)
 
     def test_instant_query_reports_parse_errors_as_bad_data(self):
         # check_syntax falls back on this when format_query is missing.
