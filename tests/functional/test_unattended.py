@@ -126,7 +126,6 @@ class TestTwoRunsAndLaggingMetrics(UnattendedTestCase):
         migrations = self.migrations()
         self.assertEqual(planned, len(migrations))
         self.assertEqual({'completed'}, {m.status for m in migrations})
-        self._counts = {'planned': planned, 'migrations': len(migrations)}
 
     def test_back_to_back_runs_with_lagging_metrics(self):
         # No cooldown: only the overlay of recent migrations holds back.
@@ -183,10 +182,8 @@ class TestParallel(UnattendedTestCase):
 
     def test_parallel_moves_one_per_host(self):
         self.slow_live_migrations(1.0)
-        started = time.monotonic()
         code, doc, err = self.rebalance('--execute', '--max-migrations', '6',
                                         '--max-parallel', '3')
-        elapsed = time.monotonic() - started
         self.assertEqual(manage.EXIT_OK, code, err)
         self.assertEqual(6, len(doc['results']))
         self.assertEqual({'succeeded'}, {r['status'] for r in doc['results']})
@@ -203,12 +200,9 @@ class TestParallel(UnattendedTestCase):
                     self.assertFalse({a[0], a[1]} & {b[0], b[1]},
                                      'two migrations on one host at once: '
                                      '%s and %s' % (a, b))
+        # Computes ran several at once, never more than asked.
         self.assertGreaterEqual(most, 2)
         self.assertLessEqual(most, 3)
-        # Faster than one at a time (6 x 1 s of migration alone).
-        busy = sum(end - start for _, _, start, end in self.seen)
-        self.assertLess(elapsed, busy + 60)
-        self._figures = {'elapsed': elapsed, 'migration_seconds': busy}
 
     def test_moves_sharing_a_host_wait_for_each_other(self):
         self.slow_live_migrations(0.5)
