@@ -73,6 +73,8 @@ import re
 import jsonschema
 import yaml
 
+from nova_kronos import text as text_mod
+
 MODES = ('spread', 'pack')
 RESOURCES = ('vcpu', 'memory_mb')
 WEIGHT_SUM_TOLERANCE = 1e-6
@@ -811,10 +813,7 @@ _TYPE_NAMES = {'object': 'a mapping', 'string': 'a string',
 
 
 def _clip(text, limit=SHOWN_CHARS):
-    """``text`` cut to ``limit`` characters, saying how long it was."""
-    if len(text) <= limit:
-        return text
-    return '%s... (%d characters)' % (text[:limit], len(text))
+    return text_mod.clip(text, limit)
 
 
 def _shown(value):

@@ -43,6 +43,7 @@ import time
 from oslo_log import log as logging
 
 from nova_kronos.cloud import migrations
+from nova_kronos import text
 
 LOG = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ def _submit(conn, i, move, timeout, clock):
     except Exception as e:
         return None, MoveResult(move, NOT_STARTED, None,
                                 'not submitted: cannot read the server: %s'
-                                % migrations._short(e))
+                                % text.one_line(e, migrations.QUOTED_CHARS))
     if server.compute_host != move.source:
         return None, MoveResult(
             move, NOT_STARTED, server.compute_host,
@@ -320,7 +321,8 @@ def _read_back(conn, flight):
         server = conn.compute.get_server(flight.move.server_id)
     except Exception as e:
         LOG.warning('kronos: reading server %s failed: %s',
-                    flight.move.server_id, migrations._short(e))
+                    flight.move.server_id,
+                    text.one_line(e, migrations.QUOTED_CHARS))
         server = None
     return migration, server
 

@@ -33,10 +33,13 @@ import datetime
 from openstack import exceptions as sdk_exc
 
 from nova_kronos import history
+from nova_kronos import text
 
 LIVE_MIGRATE_MICROVERSION = '2.68'
 ABORT_MICROVERSION = '2.65'
 LIST_MICROVERSION = '2.59'
+#: Characters of a Nova error quoted in a message.
+QUOTED_CHARS = 300
 
 
 class NovaError(Exception):
@@ -50,14 +53,10 @@ class NovaError(Exception):
 def _fail(what, error):
     if isinstance(error, sdk_exc.HttpException):
         code = error.status_code or 0
-        return NovaError('%s: HTTP %s: %s' % (what, code, _short(
-            error.details or error.message)), refused=400 <= code < 500)
-    return NovaError('%s: %s' % (what, _short(error)))
-
-
-def _short(text, limit=300):
-    text = ' '.join(str(text).split())
-    return text if len(text) <= limit else text[:limit] + '...'
+        detail = text.one_line(error.details or error.message, QUOTED_CHARS)
+        return NovaError('%s: HTTP %s: %s' % (what, code, detail),
+                         refused=400 <= code < 500)
+    return NovaError('%s: %s' % (what, text.one_line(error, QUOTED_CHARS)))
 
 
 def _check(response):

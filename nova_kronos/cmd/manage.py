@@ -57,6 +57,7 @@ import prettytable
 
 from nova_kronos import conf as kronos_conf
 from nova_kronos import rebalance as rebalance_mod
+from nova_kronos import text
 
 LOG = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ EXIT_LOCKED = 5
 EXIT_UNEXPECTED = 255
 #: 128 + signal number, as shells report a process a signal ended.
 EXIT_SIGNAL = {'SIGINT': 130, 'SIGTERM': 143}
+#: Characters of an error or a Prometheus answer quoted in a message.
+QUOTED_CHARS = 200
 
 
 class CommandError(Exception):
@@ -203,17 +206,13 @@ def check_options(conf):
             except (cfg.Error, ValueError) as e:
                 raise CommandError(
                     'bad value of [%s] %s in the config files: %s'
-                    % (group, name, _short(e)), EXIT_BAD_INPUT) from e
+                    % (group, name, text.one_line(e, QUOTED_CHARS)),
+                    EXIT_BAD_INPUT) from e
     prom = conf.kronos_prometheus
     if (conf.kronos.metric_source == 'prometheus' and prom.ca_file
             and not prom.insecure and not os.path.exists(prom.ca_file)):
         raise CommandError('bad value of [kronos_prometheus] ca_file: %s '
                            'does not exist' % prom.ca_file, EXIT_BAD_INPUT)
-
-
-def _short(error, limit=200):
-    text = ' '.join(str(error).split())
-    return text if len(text) <= limit else text[:limit] + '...'
 
 
 def exit_code(outcome):
@@ -431,7 +430,7 @@ def validate_policies(conf, out=sys.stdout, offline=False,
                                 '%s: policy %r: field "%s": Prometheus '
                                 'cannot parse it: %s' % (
                                     policy_set.source, p.name, field,
-                                    _short(problem)))
+                                    text.one_line(problem, QUOTED_CHARS)))
             except metrics.MetricsError as e:
                 raise rebalance_mod.Unavailable(
                     'cannot have the queries parsed (use --offline to check '
@@ -537,8 +536,8 @@ def main(argv=None, conn=None, out=None, err=None, metric_source=None,
         return 130
     except Exception as e:
         LOG.exception('unexpected error')
-        err.write('ERROR: unexpected %s: %s\n' % (type(e).__name__,
-                                                  _short(e)))
+        err.write('ERROR: unexpected %s: %s\n' % (
+            type(e).__name__, text.one_line(e, QUOTED_CHARS)))
         return EXIT_UNEXPECTED
 
 

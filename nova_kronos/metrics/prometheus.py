@@ -43,6 +43,7 @@ from urllib3 import exceptions as urllib3_exceptions
 from urllib3.util import retry as urllib3_retry
 
 from nova_kronos import metrics
+from nova_kronos import text as text_mod
 
 #: Characters of an answer (or an error) from the server quoted in a
 #: MetricsError.
@@ -265,8 +266,4 @@ def _reason(error):
 
 
 def _clip(text, limit=QUOTED_CHARS):
-    """``text`` on one line, cut to ``limit`` characters."""
-    line = ' '.join(text[:limit + 1].split())
-    if len(text) > limit:
-        return '%s... (%d characters)' % (line[:limit], len(text))
-    return line
+    return text_mod.one_line(text, limit)
