@@ -199,9 +199,15 @@ def run(conf, request, conn=None, metric_source=None, stop=None,
             conn = connection.connect(conf, request.cloud)
         except connection.ConnectionConfigError as e:
             raise BadInput(str(e)) from e
+    try:
+        source = metric_source or metrics.load_source(
+            conf.kronos.metric_source, conf)
+    except metrics.MetricsError as e:
+        raise Unavailable('cannot read metrics, nothing planned or '
+                          'migrated: %s' % e) from e
     if not request.execute:
-        return _rounds(conf, request, conn, metric_source, policy_set,
-                       planner, stop, clock)
+        return _rounds(conf, request, conn, source, policy_set, planner,
+                       stop, clock)
     try:
         names = inventory.scope_names(conn, request.aggregates,
                                       request.availability_zone)
@@ -214,7 +220,7 @@ def run(conf, request, conn=None, metric_source=None, stop=None,
         raise BadInput(str(e)) from e
     try:
         with coordination.aggregate_locks(url, names, opts.lock_timeout):
-            return _rounds(conf, request, conn, metric_source, policy_set,
+            return _rounds(conf, request, conn, source, policy_set,
                            planner, stop, clock)
     except coordination.LockTimeout as e:
         raise Locked(str(e)) from e
@@ -222,24 +228,24 @@ def run(conf, request, conn=None, metric_source=None, stop=None,
         raise Unavailable(str(e)) from e
 
 
-def _rounds(conf, request, conn, metric_source, policy_set, planner, stop,
-            clock):
+def _rounds(conf, request, conn, source, policy_set, planner, stop, clock):
     from nova_kronos.cloud import executor
 
     opts = conf.kronos_rebalance
-    outcome = Outcome(request=request, plans=[])
+    outcome = Outcome(request=request, plans=[],
+                      results=[] if request.execute else None)
+    options = memory_options(conf)
+    settle = settle_times(conf, policy_set)
     quarantined = []
     budget = request.max_migrations
     failures = 0
     while True:
-        fleet, plan = _plan_round(conf, request, conn, metric_source,
-                                  policy_set, planner, budget, quarantined,
-                                  clock)
+        fleet, plan = _plan_round(conf, request, conn, source, policy_set,
+                                  planner, budget, options, settle,
+                                  quarantined, clock)
         outcome.plans.append(plan)
         if not request.execute:
             break
-        if outcome.results is None:
-            outcome.results = []
         if stop.stopping:
             outcome.results.extend(executor.MoveResult(
                 m, executor.NOT_STARTED, m.source,
@@ -283,9 +289,13 @@ def _rounds(conf, request, conn, metric_source, policy_set, planner, stop,
     return outcome
 
 
-def _plan_round(conf, request, conn, metric_source, policy_set, planner,
-                budget, quarantined, clock):
-    """Read the cloud and plan once: (fleet, plan)."""
+def _plan_round(conf, request, conn, source, policy_set, planner, budget,
+                options, settle, quarantined, clock):
+    """Read the cloud and plan once: (fleet, plan).
+
+    ``options`` and ``settle`` are :func:`nova_kronos.history.remember`'s
+    (computed once per run).
+    """
     from nova_kronos.cloud import inventory
     from nova_kronos.cloud import migrations
 
@@ -298,8 +308,6 @@ def _plan_round(conf, request, conn, metric_source, policy_set, planner,
     except inventory.InventoryError as e:
         raise Unavailable(str(e)) from e
     try:
-        source = metric_source or metrics.load_source(
-            conf.kronos.metric_source, conf)
         snapshot = source.collect(policy_set, hosts=fleet.hosts,
                                   known_hosts=fleet.known_hosts or None)
     except metrics.MetricsError as e:
@@ -308,9 +316,6 @@ def _plan_round(conf, request, conn, metric_source, policy_set, planner,
     _require_loads(fleet, policy_set, snapshot)
 
     now = clock()
-    memory = None
-    options = memory_options(conf)
-    settle = settle_times(conf, policy_set)
     horizon = max([options.window, options.quarantine]
                   + list(settle.values()))
     try:
@@ -322,17 +327,17 @@ def _plan_round(conf, request, conn, metric_source, policy_set, planner,
     records = [r for r in records
                if r.server_id in fleet.servers or r.source in hosts
                or r.destination in hosts]
-    memory = history.remember(records, now, options, settle)
+    remembered = history.remember(records, now, options, settle)
     for server_id, dest, until, why in quarantined:
-        memory.add_quarantine(server_id, dest, until, why)
+        remembered.add_quarantine(server_id, dest, until, why)
 
     oracle = nova_rules_oracle(conf, fleet, conn)
     plan = planner.plan(fleet, policy_set, snapshot, budget, oracle=oracle,
-                        memory=memory)
+                        memory=remembered)
     if oracle is not None:
         plan.feasibility = {'mode': oracle.mode, 'rules': oracle.rules,
                             'not_evaluated': list(oracle.not_evaluated)}
-    plan.memory = memory.summary()
+    plan.memory = remembered.summary()
     return fleet, plan
 
 
