@@ -355,8 +355,10 @@ def _poll(conn, flight, stop, clock, finish):
     elif now >= flight.deadline and flight.abort_sent is None \
             and not flight.interrupted:
         _send_abort(conn, flight, now)
-    if flight.interrupted and (now - flight.abort_sent >= ABORT_GRACE
-                               or flight.abort_error):
+    # The abort was refused, or had its time to take effect.
+    abort_over = flight.abort_sent is not None and (
+        flight.abort_error or now - flight.abort_sent >= ABORT_GRACE)
+    if abort_over and flight.interrupted:
         return finish(flight, INTERRUPTED, host, _running(
             flight, 'abort requested after %s' % stop.signal_name))
     if stop.grace_over and not stop.aborting:
@@ -364,8 +366,7 @@ def _poll(conn, flight, stop, clock, finish):
             flight, 'the run was stopped (%s) and its %g s wait for '
                     'in-flight moves ended; not aborted'
             % (stop.signal_name, stop.grace)))
-    if flight.abort_sent is not None and not flight.interrupted and (
-            now - flight.abort_sent >= ABORT_GRACE or flight.abort_error):
+    if abort_over:
         return finish(flight, TIMED_OUT, host, _running(
             flight, 'timed out after %g s' % (flight.deadline
                                               - flight.started)))
