@@ -297,8 +297,8 @@ def outcome_document(outcome):
         'rounds': len(outcome.plans),
         'excluded': [{'kind': k, 'name': n, 'reason': r}
                      for k, n, r in plan.exclusions],
-        'memory': getattr(plan, 'memory', None),
-        'overlay': list(getattr(plan, 'overlay', None) or ()),
+        'memory': plan.memory,
+        'overlay': plan.overlay,
         'stopped': outcome.stopped,
         'feasibility': dict(plan.feasibility,
                             pairs_asked=plan.oracle_queries)
@@ -347,7 +347,7 @@ def render_table(outcome, out):
         if a.rejections:
             w('candidate moves rejected in the last step: %s\n' % ', '.join(
                 '%s %d' % kv for kv in sorted(a.rejections.items())))
-    overlay = getattr(plan, 'overlay', None) or ()
+    overlay = plan.overlay
     if overlay:
         w('\nMigrations the metrics do not reflect yet, added to the '
           'measured loads (%d):\n' % len(overlay))
