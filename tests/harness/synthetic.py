@@ -46,9 +46,14 @@ Queries must be evaluated at ``now`` (the time of the last sample), or at
 most ~15 s later, for rates to be exact: Prometheus extrapolates a rate
 window to its ends only while the gap to the nearest sample is below 1.1x
 the sample interval.
+
+:class:`VaryingCloud` adds loads that change from one sample interval to
+the next in repeated patterns, for window-based queries
+(``avg_over_time``, ``stddev_over_time`` over subqueries).
 """
 
 import dataclasses
+import math
 import time
 import uuid as uuidlib
 from typing import List, Optional
@@ -286,3 +291,165 @@ def round_robin_cloud(hosts, vms, busy_unit=0.01, rss_unit=GIB):
             busy_cores=busy_unit * (i % 37),
             rss_bytes=(1 + i % 4) * rss_unit))
     return SyntheticCloud(cloud_hosts)
+
+
+# -- time-varying loads ----------------------------------------------------
+
+#: Seconds of history a VaryingCloud writes by default: more than the
+#: 30m + 5m a ``[30m:1m]`` subquery over a 5-minute rate reads.
+VARYING_DURATION = 2400
+
+
+class VaryingCloud(SyntheticCloud):
+    """A :class:`SyntheticCloud` whose VMs' CPU use and RSS change in time.
+
+    For window-based queries (``avg_over_time(X[30m:1m])``,
+    ``stddev_over_time``). Each VM listed in ``busy`` (uuid -> sequence of
+    busy cores) or ``rss`` (uuid -> sequence of bytes) follows its
+    sequence, one value per sample interval, repeated; the others keep their
+    constant ``busy_cores`` / ``rss_bytes``. A value belongs to the
+    absolute interval number ``timestamp // interval``: the busy value
+    ``seq[(s // interval) % len(seq)]`` is the rate of the CPU counters
+    between the sample before ``s`` and the sample at ``s`` (counters stay
+    piecewise linear, so a rate window holding whole intervals is the mean
+    of their values), and the RSS value is the gauge sampled at ``s``.
+
+    With ``interval=60`` (the default here) and the last sample at a time
+    that is not a whole minute, a ``[5m]`` rate evaluated on a whole minute
+    sees 5 samples, none on its edges, and Prometheus extrapolates it to the
+    window's edges (both gaps are below 1.1 intervals): it equals the mean
+    of exactly 4 consecutive interval values, whether the range's left end
+    is open (Prometheus 3) or closed (2.x). A subquery ``[30m:1m]``
+    evaluated at that time has 30 points, none on its left edge. A pattern
+    whose period divides 30 intervals thus gives the same mean and standard
+    deviation whatever its phase.
+
+    The base class's :meth:`SyntheticCloud.series` layout, labels and
+    counter bases are kept; :meth:`expected` is not offered: window values
+    depend on the query and are worked out by hand in the tests.
+    """
+
+    def __init__(self, hosts, busy=None, rss=None, interval=60,
+                 duration=VARYING_DURATION):
+        self.busy = {uuid: tuple(float(v) for v in seq)
+                     for uuid, seq in (busy or {}).items()}
+        self.rss = {uuid: tuple(int(v) for v in seq)
+                    for uuid, seq in (rss or {}).items()}
+        super().__init__(hosts, interval=interval, duration=duration)
+
+    # -- model ------------------------------------------------------------
+
+    def _value(self, table, vm, default, ts):
+        seq = table.get(vm.uuid)
+        if not seq:
+            return default
+        return seq[(int(ts) // self.interval) % len(seq)]
+
+    def vm_busy(self, vm, ts):
+        """Busy cores of ``vm`` in the interval ending at ``ts``."""
+        return self._value(self.busy, vm, vm.busy_cores, ts)
+
+    def vm_rss(self, vm, ts):
+        """RSS bytes of ``vm`` sampled at ``ts``."""
+        return self._value(self.rss, vm, vm.rss_bytes, ts)
+
+    def host_busy(self, host, ts):
+        return host.overhead_cores + sum(self.vm_busy(vm, ts)
+                                         for vm in host.vms)
+
+    def host_mem_available(self, host, ts):
+        return (host.mem_bytes - host.mem_overhead_bytes
+                - sum(self.vm_rss(vm, ts) for vm in host.vms))
+
+    def validate(self):
+        super().validate()
+        known = {vm.uuid for host in self.hosts for vm in host.vms}
+        for table in (self.busy, self.rss):
+            for uuid, seq in table.items():
+                if uuid not in known:
+                    raise ValueError('pattern for unknown VM %s' % uuid)
+                if not seq:
+                    raise ValueError('%s: empty pattern' % uuid)
+                if min(seq) < 0:
+                    raise ValueError('%s: negative value in pattern' % uuid)
+        # Every phase of every pattern, on every host.
+        patterns = list(self.busy.values()) + list(self.rss.values())
+        period = math.lcm(*(len(seq) for seq in patterns))
+        for host in self.hosts:
+            for step in range(period):
+                ts = step * self.interval
+                if not 0 <= self.host_busy(host, ts) <= host.cpus:
+                    raise ValueError('%s: busy cores %s outside [0, %d]'
+                                     % (host.name, self.host_busy(host, ts),
+                                        host.cpus))
+                if self.host_mem_available(host, ts) < 0:
+                    raise ValueError('%s: memory overcommitted'
+                                     % host.name)
+
+    def expected(self):
+        raise NotImplementedError(
+            'window-based values depend on the query: work them out by hand')
+
+    # -- series -----------------------------------------------------------
+
+    def _counter(self, base, rate_at, stamps):
+        """Samples of a counter rising at ``rate_at(ts)`` before ``ts``."""
+        value = base
+        samples = [(stamps[0] * 1000, value)]
+        for before, ts in zip(stamps, stamps[1:]):
+            value += rate_at(ts) * (ts - before)
+            samples.append((ts * 1000, value))
+        return samples
+
+    def _node_series(self, host, stamps, start):
+        common = {'instance': '%s:%d' % (host.name, NODE_PORT),
+                  'job': 'node'}
+
+        def user(ts):
+            return self.host_busy(host, ts) / host.cpus
+
+        def idle(ts):
+            return 1.0 - user(ts)
+
+        for cpu in range(host.cpus):
+            # The base class's counter bases, for the same reason.
+            for mode, rate_at, base in (('idle', idle, 1.0e6),
+                                        ('user', user, 2.0e5)):
+                labels = dict(common, __name__='node_cpu_seconds_total',
+                              cpu=str(cpu), mode=mode)
+                yield labels, self._counter(base + cpu, rate_at, stamps)
+        yield (dict(common, __name__='node_memory_MemTotal_bytes'),
+               _constant(host.mem_bytes, stamps))
+        yield (dict(common, __name__='node_memory_MemAvailable_bytes'),
+               [(ts * 1000, float(self.host_mem_available(host, ts)))
+                for ts in stamps])
+        yield (dict(common, __name__='node_uname_info', nodename=host.name,
+                    sysname='Linux', release='6.1.0-synthetic',
+                    version='#1 SMP', machine='x86_64',
+                    domainname='(none)'),
+               _constant(1, stamps))
+
+    def _libvirt_series(self, host, stamps, start):
+        common = {'instance': '%s:%d' % (host.name, LIBVIRT_PORT),
+                  'job': 'libvirt'}
+        for idx, vm in enumerate(host.vms):
+            per_domain = dict(common, domain=vm.domain)
+            yield (dict(per_domain, __name__='libvirt_domain_openstack_info',
+                        instance_name=vm.name or 'vm-%s' % vm.uuid[:8],
+                        instance_id=vm.uuid, flavor_name=vm.flavor_name,
+                        project_id=vm.project_id, project_name='demo',
+                        user_id='fedcba9876543210fedcba9876543210',
+                        user_name='demo'),
+                   _constant(1, stamps))
+            yield (dict(per_domain,
+                        __name__='libvirt_domain_info_cpu_time_seconds_total'),
+                   self._counter(1000.0 * (idx + 1),
+                                 lambda ts, vm=vm: self.vm_busy(vm, ts),
+                                 stamps))
+            yield (dict(per_domain,
+                        __name__='libvirt_domain_info_virtual_cpus'),
+                   _constant(vm.vcpus, stamps))
+            yield (dict(per_domain,
+                        __name__='libvirt_domain_memory_stats_rss_bytes'),
+                   [(ts * 1000, float(self.vm_rss(vm, ts)))
+                    for ts in stamps])
