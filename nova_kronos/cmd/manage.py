@@ -195,22 +195,38 @@ def check_options(conf):
     """Read every nova-kronos option once, so a bad value fails at start.
 
     oslo.config converts a value when it is first read: without this, a
-    typo in nova.conf surfaces mid-run as a traceback.
+    typo in nova.conf surfaces mid-run as a traceback. With the Prometheus
+    metric source, ``[kronos_prometheus]`` is also checked as the source
+    checks it (:func:`nova_kronos.metrics.prometheus.check_options`:
+    credentials in ``url``, ``username`` with ``bearer_token``, ...).
 
-    :raises CommandError: (exit code 2) naming the group and the option.
+    :raises CommandError: (exit code 2) naming the group and the option,
+        one problem a line; no message quotes a password or a token.
     """
     for group in CHECKED_GROUPS:
         for name in list(conf[group].keys()):
             try:
                 getattr(conf[group], name)
             except (cfg.Error, ValueError) as e:
+                # oslo.config quotes the value, and a URL's userinfo with
+                # it: not for the URL.
+                hide = (group, name) == ('kronos_prometheus', 'url')
+                detail = ('not an http or https URL with a host (the value '
+                          'is not shown: it may hold credentials)' if hide
+                          else text.one_line(e, QUOTED_CHARS))
                 raise CommandError(
                     'bad value of [%s] %s in the config files: %s'
-                    % (group, name, text.one_line(e, QUOTED_CHARS)),
-                    EXIT_BAD_INPUT) from e
+                    % (group, name, detail),
+                    EXIT_BAD_INPUT) from (None if hide else e)
     prom = conf.kronos_prometheus
-    if (conf.kronos.metric_source == 'prometheus' and prom.ca_file
-            and not prom.insecure and not os.path.exists(prom.ca_file)):
+    if conf.kronos.metric_source != 'prometheus':
+        return
+    from nova_kronos.metrics import prometheus
+    problems = prometheus.check_options(prom)
+    if problems:
+        raise CommandError('\n'.join(problems), EXIT_BAD_INPUT)
+    if prom.ca_file and not prom.insecure and \
+            not os.path.exists(prom.ca_file):
         raise CommandError('bad value of [kronos_prometheus] ca_file: %s '
                            'does not exist' % prom.ca_file, EXIT_BAD_INPUT)
 

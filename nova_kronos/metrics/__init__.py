@@ -91,15 +91,20 @@ class MetricSource:
     def __init__(self, conf=None):
         self.conf = conf
 
-    def query(self, promql):
+    def query(self, promql, deadline=None):
         """Run one instant query.
 
+        :param promql: PromQL text.
+        :param deadline: optional :func:`time.monotonic` value by which
+            the query must return or raise; a source that cannot be slow
+            may ignore it.
         :returns: list of ``(labels dict, float value)``.
-        :raises MetricsError: the source could not answer.
+        :raises MetricsError: the source could not answer (in time).
         """
         raise NotImplementedError
 
-    def collect(self, policy_set, hosts=None, vms=True, known_hosts=None):
+    def collect(self, policy_set, hosts=None, vms=True, known_hosts=None,
+                deadline=None):
         """Query every enabled policy once and validate the results.
 
         :param policy_set: :class:`nova_kronos.policy.PolicySet`.
@@ -110,8 +115,14 @@ class MetricSource:
         :param known_hosts: optional iterable of every Nova compute host;
             a sample whose label maps to none of them is reported as an
             error (the host mapping is likely wrong).
+        :param deadline: optional :func:`time.monotonic` value: every
+            query gets only the time left, so collect returns or raises by
+            then (the Prometheus source: within a few tens of milliseconds,
+            whatever the server does). None: each query is bounded by the
+            source's own timeout only.
         :returns: :class:`Snapshot`.
-        :raises MetricsError: a query failed (no partial result is returned).
+        :raises MetricsError: a query failed or did not answer in time
+            (no partial result is returned).
         """
         wanted = None if hosts is None else set(hosts)
         known = None if known_hosts is None else set(known_hosts)
@@ -122,7 +133,7 @@ class MetricSource:
             snap.data[policy.name] = pdata
             self._fill(policy, 'host', policy.host_query, policy.host_label,
                        mapping.to_host, pdata.hosts, snap.exclusions, wanted,
-                       known)
+                       known, deadline)
             if wanted is not None:
                 reported = {e.name for e in snap.exclusions
                             if e.policy == policy.name}
@@ -132,13 +143,20 @@ class MetricSource:
                         'no sample in the host_query result'))
             if vms:
                 self._fill(policy, 'vm', policy.vm_query, policy.vm_label,
-                           str, pdata.vms, snap.exclusions, None, None)
+                           str, pdata.vms, snap.exclusions, None, None,
+                           deadline)
         return snap
 
+    def _query(self, promql, deadline):
+        # Sources written before deadlines existed take the query only.
+        if deadline is None:
+            return self.query(promql)
+        return self.query(promql, deadline=deadline)
+
     def _fill(self, policy, kind, promql, label, to_name, out, exclusions,
-              wanted, known):
+              wanted, known, deadline):
         duplicates = set()
-        for labels, value in self.query(promql):
+        for labels, value in self._query(promql, deadline):
             raw = labels.get(label)
             if raw is None:
                 exclusions.append(Exclusion(

@@ -52,7 +52,11 @@ class FileSource(metrics.MetricSource):
                                        % self.path)
         return queries
 
-    def query(self, promql):
+    def query(self, promql, deadline=None):
+        """Samples recorded for ``promql``; ``deadline`` is ignored.
+
+        :raises MetricsError: unreadable file, or no recorded result.
+        """
         # Re-read each time: a test or demo rewrites the file between runs.
         queries = self._load()
         if promql not in queries:

@@ -73,7 +73,7 @@ class ListSource(metrics.MetricSource):
         self.answers = answers
         self.calls = []
 
-    def query(self, promql):
+    def query(self, promql, deadline=None):
         self.calls.append(promql)
         if isinstance(self.answers, Exception):
             raise self.answers

@@ -17,6 +17,8 @@ import shutil
 import socket
 import ssl
 import tempfile
+import threading
+import time
 from unittest import mock
 from urllib import parse
 
@@ -31,6 +33,7 @@ from nova_kronos import conf as kronos_conf
 from nova_kronos import metrics
 from nova_kronos.metrics import file as file_source
 from nova_kronos.metrics import prometheus
+from tests.harness import faulty_http
 from tests.unit import fakes
 
 
@@ -136,11 +139,12 @@ class FakeHTTP(fixtures.Fixture):
     would stall every green thread once another test module has had Nova
     monkey-patch the process with eventlet.
 
-    ``answers`` maps a URL path to ``(status, body)`` (a ``str``, or an
-    object sent as JSON); other paths get Prometheus' plain "404 page not
-    found". ``error``, when set, is raised instead of answering. Each
-    request is kept in ``requests`` as ``(path, query, headers, timeout,
-    verify)``.
+    ``answers`` maps a URL path to ``(status, body)`` (a ``str``, sent as
+    ``text/plain``, or ``text/html`` when it starts with ``<``, or an
+    object sent as JSON), or ``(status, body, content type)``; other paths
+    get Prometheus' plain "404 page not found". ``error``, when set, is
+    raised instead of answering. Each request is kept in ``requests`` as
+    ``(path, query, headers, timeout, verify)``.
     """
 
     def _setUp(self):
@@ -158,10 +162,19 @@ class FakeHTTP(fixtures.Fixture):
                               dict(request.headers), timeout, verify))
         if self.error is not None:
             raise self.error
-        status, body = self.answers.get(url.path,
-                                        (404, '404 page not found'))
+        answer = self.answers.get(url.path, (404, '404 page not found'))
+        status, body = answer[:2]
+        if len(answer) > 2:
+            kind = answer[2]
+        elif not isinstance(body, str):
+            kind = 'application/json'
+        elif body.startswith('<'):
+            kind = 'text/html'
+        else:
+            kind = 'text/plain; charset=utf-8'
         response = requests.Response()
         response.status_code = status
+        response.headers['Content-Type'] = kind
         response._content = (body if isinstance(body, str)
                              else json.dumps(body)).encode('utf-8')
         response.encoding = 'utf-8'
@@ -208,8 +221,10 @@ class _FakeHTTPTestCase(_PrometheusTestCase):
         super().setUp()
         self.http = self.useFixture(FakeHTTP())
 
-    def query_error(self, status, body, promql='up'):
-        self.http.answers['/prom/api/v1/query'] = (status, body)
+    def query_error(self, status, body, content_type=None, promql='up'):
+        self.http.answers['/prom/api/v1/query'] = (
+            (status, body) if content_type is None
+            else (status, body, content_type))
         e = self.assertRaises(metrics.MetricsError, self.source().query,
                               promql)
         msg = str(e)
@@ -295,7 +310,12 @@ class TestPrometheusQuery(_FakeHTTPTestCase):
     def test_not_a_json_object(self):
         for body in ('<html>Sign in</html>', '', '[' * 100000):
             msg = self.query_error(200, body)
-            self.assertIn('answered HTTP 200 without a JSON object', msg)
+            self.assertIn('answered HTTP 200 without a JSON object (', msg)
+            # Not quoted: a proxy's page may echo the request's headers.
+            self.assertTrue(msg.endswith(
+                '%d bytes, not quoted)' % len(body)), msg)
+            self.assertNotIn('Sign in', msg)
+            self.assertNotIn('[[', msg)
         # JSON, but not the API's envelope.
         for body in ('[1, 2]', '"ok"', 'null'):
             msg = self.query_error(200, body)
@@ -312,13 +332,22 @@ class TestPrometheusQuery(_FakeHTTPTestCase):
     def test_http_error_without_json(self):
         msg = self.query_error(502, '<html>\n<b>Bad Gateway</b>\n</html>')
         self.assertTrue(msg.endswith(
-            "answered the query 'up' with HTTP 502: <html> <b>Bad "
-            'Gateway</b> </html>'), msg)
+            "answered the query 'up' with HTTP 502 (text/html, 33 bytes, "
+            'not quoted)'), msg)
+        # JSON, but not Prometheus' error envelope: not quoted either.
+        msg = self.query_error(500, {'message': 'boom'})
+        self.assertTrue(msg.endswith(
+            "with HTTP 500 (application/json, 19 bytes, not quoted)"), msg)
+        # A long content type is cut.
+        msg = self.query_error(500, 'x', 'text/' + 'y' * 500)
+        self.assertIn('(text/%s... (505 characters), 1 bytes, not quoted)'
+                      % ('y' * 55), msg)
 
     def test_long_body_is_cut(self):
         msg = self.query_error(503, 'x' * 100000)
-        self.assertTrue(msg.endswith('with HTTP 503: %s... (100000 '
-                                     'characters)' % ('x' * 200)), msg)
+        self.assertTrue(msg.endswith(
+            'with HTTP 503 (text/plain; charset=utf-8, 100000 bytes, not '
+            'quoted)'), msg)
         msg = self.query_error(400, {'status': 'error', 'errorType': 'e',
                                      'error': 'y' * 5000})
         self.assertTrue(msg.endswith('HTTP 400, e: %s... (5000 characters)'
@@ -326,8 +355,8 @@ class TestPrometheusQuery(_FakeHTTPTestCase):
         msg = self.query_error(200, '<html>%s</html>' % ('z' * 5000))
         # '<html>' is 6 characters, then 5000 z and '</html>': 5013.
         self.assertTrue(msg.endswith(
-            'without a JSON object: <html>%s... (5013 characters)'
-            % ('z' * 194)), msg)
+            'without a JSON object (text/html, 5013 bytes, not quoted)'),
+            msg)
 
     def test_long_query_is_cut(self):
         promql = 'up' + ' or up' * 1000   # 2 + 6 * 1000 characters
@@ -353,10 +382,34 @@ class TestPrometheusQuery(_FakeHTTPTestCase):
         e = self.assertRaises(metrics.MetricsError,
                               self.source(timeout=0.2).query, 'up')
         self.assertEqual(
-            "Prometheus at %s/api/v1/query cannot be reached: "
-            "HTTPConnectionPool(host='prometheus.test', port=9090): Read "
-            "timed out. (read timeout=0.2)" % URL, str(e))
-        self.assertEqual(0.2, self.http.requests[0][3])
+            "Prometheus at %s/api/v1/query did not answer within 0.2 s "
+            "([kronos_prometheus] timeout); query 'up'" % URL, str(e))
+        # The time left of the query's 0.2 s, not a fresh 0.2 s per read.
+        self.assertGreater(self.http.requests[0][3], 0.1)
+        self.assertLessEqual(self.http.requests[0][3], 0.2)
+
+    def test_deadline_passed(self):
+        e = self.assertRaises(metrics.MetricsError, self.source().query,
+                              'up', deadline=time.monotonic() - 1)
+        self.assertEqual(
+            "Prometheus at %s/api/v1/query did not answer within 0 s "
+            "(the caller's deadline); query 'up'" % URL, str(e))
+        self.assertEqual([], self.http.requests)
+        e = self.assertRaises(metrics.MetricsError,
+                              self.source().check_syntax, 'up',
+                              deadline=time.monotonic())
+        self.assertIn('did not answer within 0 s', str(e))
+        self.assertEqual([], self.http.requests)
+
+    def test_deadline_shortens_the_timeout(self):
+        self.http.answers['/prom/api/v1/query'] = (200, _vector())
+        self.source(timeout=5).query('up', deadline=time.monotonic() + 0.5)
+        self.assertGreater(self.http.requests[0][3], 0.3)
+        self.assertLessEqual(self.http.requests[0][3], 0.5)
+        # A far deadline leaves the timeout.
+        self.source(timeout=0.3).query('up', deadline=time.monotonic() + 60)
+        self.assertGreater(self.http.requests[1][3], 0.2)
+        self.assertLessEqual(self.http.requests[1][3], 0.3)
 
     def test_authentication_and_tls_options_are_sent(self):
         self.http.answers['/prom/api/v1/query'] = (200, _vector())
@@ -456,15 +509,16 @@ class TestPrometheusCheckSyntax(_FakeHTTPTestCase):
         e = self.assertRaises(metrics.MetricsError,
                               self.source().check_syntax, 'up')
         self.assertEqual("Prometheus at %s/api/v1/query gave no verdict on "
-                         "the syntax of 'up': HTTP 404: 404 page not found"
-                         % URL, str(e))
+                         "the syntax of 'up': HTTP 404 (text/plain; "
+                         "charset=utf-8, 18 bytes, not quoted)" % URL, str(e))
 
     def test_not_json(self):
         self.http.answers['/prom/api/v1/format_query'] = (200, '<html/>')
         e = self.assertRaises(metrics.MetricsError,
                               self.source().check_syntax, 'up')
         self.assertEqual('Prometheus at %s/api/v1/format_query answered HTTP '
-                         '200 without a JSON object: <html/>' % URL, str(e))
+                         '200 without a JSON object (text/html, 7 bytes, not '
+                         'quoted)' % URL, str(e))
 
     def test_same_session_as_queries(self):
         self.http.answers['/prom/api/v1/format_query'] = (
@@ -473,10 +527,178 @@ class TestPrometheusCheckSyntax(_FakeHTTPTestCase):
                     ca_file=requests.certs.where()).check_syntax('up')
         _, _, headers, timeout, verify = self.http.requests[-1]
         self.assertEqual('Bearer s3cret', headers['Authorization'])
-        self.assertEqual(0.7, timeout)
+        # What is left of 0.7 s for the whole check.
+        self.assertGreater(timeout, 0.6)
+        self.assertLessEqual(timeout, 0.7)
         self.assertEqual(requests.certs.where(), verify)
         self.http.error = requests.ConnectionError('refused')
         e = self.assertRaises(metrics.MetricsError,
                               self.source().check_syntax, 'up')
         self.assertEqual('Prometheus at %s/api/v1/format_query cannot be '
                          'reached: refused' % URL, str(e))
+
+
+class TestPrometheusDeadline(_PrometheusTestCase):
+    """Real sockets against misbehaving servers (tests.harness.faulty_http).
+
+    The servers close a connection after ``LIFETIME`` seconds, so a client
+    that does not bound its wait fails these tests instead of hanging.
+    """
+
+    LIFETIME = 8
+    #: Past a deadline, what a call may add (the brief's 0.2 s, less a
+    #: margin for a loaded test machine on the low side).
+    SLACK = 0.25
+
+    def server(self, kind, **kwargs):
+        return self.useFixture(faulty_http.FaultyHTTPServer(
+            kind, lifetime=self.LIFETIME, **kwargs))
+
+    def assertTakes(self, seconds, call, *args, **kwargs):
+        """``call`` raises MetricsError after ``seconds`` (+ SLACK)."""
+        start = time.monotonic()
+        e = self.assertRaises(metrics.MetricsError, call, *args, **kwargs)
+        elapsed = time.monotonic() - start
+        self.assertGreater(elapsed, seconds - 0.05, str(e))
+        self.assertLess(elapsed, seconds + self.SLACK, str(e))
+        self.assertNotIn('\n', str(e))
+        return str(e)
+
+    def test_collect_ends_by_its_deadline(self):
+        # Two policies, four queries, each allowed 5 s by the timeout: the
+        # deadline, 1 s away, still ends collect.
+        url = self.server('trickle').url
+        source = self.source(url=url, timeout=5, retries=2)
+        msg = self.assertTakes(1.0, source.collect, fakes.policy_set(),
+                               deadline=time.monotonic() + 1)
+        self.assertEqual(
+            "Prometheus at %s/api/v1/query did not answer within 1 s (the "
+            "caller's deadline); query 'cpu_host'" % url, msg)
+
+    def test_deadline_counts_across_queries(self):
+        # The time left after a first query is all the second one gets.
+        url = self.server('trickle').url
+        source = self.source(url=url, timeout=0.6, retries=0)
+        deadline = time.monotonic() + 0.9
+        self.assertTakes(0.6, source.query, 'up', deadline=deadline)
+        msg = self.assertTakes(0.3, source.query, 'up', deadline=deadline)
+        self.assertRegex(msg, r"did not answer within 0\.[23]\d* s \(the "
+                              r"caller's deadline\); query 'up'$")
+
+    def test_timeout_bounds_the_whole_query(self):
+        # One byte every 0.2 s: each read is quick, the query is not.
+        # Retries and their pauses draw on the same 0.6 s.
+        for kind in ('trickle', 'trickle-headers', 'silent'):
+            url = self.server(kind).url
+            source = self.source(url=url, timeout=0.6, retries=3)
+            msg = self.assertTakes(0.6, source.query, 'up')
+            self.assertEqual(
+                "Prometheus at %s/api/v1/query did not answer within 0.6 s "
+                "([kronos_prometheus] timeout); query 'up'" % url, msg)
+
+    def test_each_read_waits_only_the_time_left(self):
+        # A byte every 0.5 s against a 0.6 s limit: the read started at
+        # 0.5 s must give up at 0.6 s, not wait for the byte of 1.0 s.
+        url = self.server('trickle', interval=0.5).url
+        source = self.source(url=url, timeout=0.6, retries=0)
+        self.assertTakes(0.6, source.query, 'up')
+
+    def test_trickled_error_status_is_bounded(self):
+        # 502 is retried: urllib3 first drains the trickled body.
+        url = self.server('trickle', status=502).url
+        source = self.source(url=url, timeout=0.6, retries=3)
+        self.assertTakes(0.6, source.query, 'up')
+
+    def test_retry_after_is_not_waited_for(self):
+        # 503 with Retry-After: 20: urllib3 would sleep 20 s, then retry.
+        # There is no time for it: the 503 is the answer.
+        url = self.server('echo-html', status=503,
+                          headers={'Retry-After': '20'}).url
+        source = self.source(url=url, timeout=1, retries=2)
+        start = time.monotonic()
+        e = self.assertRaises(metrics.MetricsError, source.query, 'up')
+        self.assertLess(time.monotonic() - start, 0.5)
+        self.assertRegex(
+            str(e), r"^Prometheus at %s/api/v1/query answered the query 'up' "
+                    r"with HTTP 503 \(text/html; charset=utf-8, \d+ bytes, "
+                    r"not quoted\)$" % url)
+        # A pause that fits is made.
+        url = self.server('echo-html', status=503,
+                          headers={'Retry-After': '1'}).url
+        source = self.source(url=url, timeout=1.5, retries=1)
+        start = time.monotonic()
+        self.assertRaises(metrics.MetricsError, source.query, 'up')
+        self.assertGreater(time.monotonic() - start, 1)
+
+    def test_check_syntax_timeout_is_a_total(self):
+        url = self.server('trickle').url
+        source = self.source(url=url, timeout=0.6, retries=1)
+        msg = self.assertTakes(0.6, source.check_syntax, 'up')
+        self.assertEqual(
+            "Prometheus at %s/api/v1/format_query did not answer within "
+            "0.6 s ([kronos_prometheus] timeout); syntax check of 'up'"
+            % url, msg)
+        self.assertTakes(0.3, source.check_syntax, 'up',
+                         deadline=time.monotonic() + 0.3)
+
+    def test_shared_source_keeps_each_callers_deadline(self):
+        # One source, one session, four threads (green ones once eventlet
+        # patched the process): each call ends by its own deadline.
+        source = self.source(url=self.server('trickle').url, timeout=5)
+        limits = [0.3, 1.2, 0.6, 0.9]
+        took = {}
+
+        def run(seconds):
+            start = time.monotonic()
+            try:
+                source.query('up', deadline=start + seconds)
+            except metrics.MetricsError:
+                took[seconds] = time.monotonic() - start
+
+        threads = [threading.Thread(target=run, args=(s,)) for s in limits]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        self.assertEqual(sorted(limits), sorted(took))
+        for seconds in limits:
+            self.assertGreater(took[seconds], seconds - 0.05)
+            self.assertLess(took[seconds], seconds + self.SLACK)
+
+    def test_a_healthy_answer_after_a_timeout(self):
+        # The deadline of a finished call does not stick to the session
+        # or to its pooled connections.
+        self.useFixture(FakeHTTP()).answers['/prom/api/v1/query'] = (
+            200, _vector(({'nodename': 'h1'}, '0.5')))
+        source = self.source(timeout=0.2)
+        self.assertEqual([({'nodename': 'h1'}, 0.5)],
+                         source.query('up', deadline=time.monotonic() + 1))
+        self.assertIsNone(prometheus._EXCHANGE.get())
+
+
+class TestDeadlineSignature(testtools.TestCase):
+
+    def test_file_source_accepts_and_ignores_a_deadline(self):
+        with tempfile.NamedTemporaryFile('w', suffix='.json') as f:
+            file_source.write(f.name, {'cpu_host': [({'nodename': 'h1'},
+                                                     0.25)]})
+            src = file_source.FileSource(path=f.name)
+            self.assertEqual([({'nodename': 'h1'}, 0.25)],
+                             src.query('cpu_host',
+                                       deadline=time.monotonic() - 1))
+
+    def test_collect_hands_the_deadline_to_every_query(self):
+        seen = []
+
+        class Source(metrics.MetricSource):
+            def query(self, promql, deadline=None):
+                seen.append((promql, deadline))
+                return []
+
+        Source().collect(fakes.policy_set(), deadline=123.0)
+        self.assertEqual([('cpu_host', 123.0), ('cpu_vm', 123.0),
+                          ('mem_host', 123.0), ('mem_vm', 123.0)], seen)
+        # A source of the old signature still works without a deadline.
+        src = fakes.ListSource(answers([('h1', 0.5)]))
+        src.collect(fakes.policy_set())
+        self.assertEqual(4, len(src.calls))

@@ -1,0 +1,201 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+
+"""The real nova-kronos-manage against misbehaving "Prometheus" servers.
+
+Real Nova in-process (eventlet-patched); the servers of
+tests.harness.faulty_http trickle, stay silent, or echo the request's
+headers (credentials included) back. Each run is configured with basic
+authentication, then with a bearer token, in the command's nova.conf, and
+must end with the documented exit code, within a bounded time, with no
+password, token or ``base64(user:password)`` in stdout, stderr or any log
+record (``[DEFAULT] debug = true``, every line read).
+"""
+
+from tests.functional import base  # noqa: I100  isort:skip
+
+import base64
+import io
+import logging
+import time
+
+import fixtures
+from testtools import content
+
+from nova_kronos.cmd import manage
+from tests.harness import faulty_http
+
+USER = 'kronos-ops'
+PASSWORD = 'Fq8-pW3x7Lz'
+TOKEN = 'btk-Y6nR0qV2ssw9'
+BASIC = base64.b64encode(('%s:%s' % (USER, PASSWORD)).encode()).decode()
+SECRETS = (PASSWORD, TOKEN, BASIC)
+
+AUTHS = {'basic': ['username = %s' % USER, 'password = %s' % PASSWORD],
+         'bearer': ['bearer_token = %s' % TOKEN]}
+
+
+class _Records(logging.Handler):
+    """Every record of a logger, formatted with its traceback."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter(
+            '%(levelname)s %(name)s %(message)s'))
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.extend(self.format(record).splitlines())
+
+
+class TestPrometheusFaults(base.KronosFunctionalTestCase):
+
+    #: The command talks to the faulty servers only.
+    use_prometheus = False
+    #: [kronos_prometheus] timeout of the command's nova.conf (with one
+    #: retry, which must fit in it).
+    TIMEOUT = 1.5
+    #: What a run may take beyond the time limit of its one failing query:
+    #: validate-policies (starting), rebalance (also reading Nova's
+    #: inventory, ~0.4 s), on a loaded 2-core machine. Both stay below
+    #: twice the timeout, which a retry with a time limit of its own would
+    #: take.
+    OVERHEAD = {'validate-policies': 0.6, 'rebalance': 1.2}
+
+    def setUp(self):
+        super().setUp()
+        self.timings = []
+
+    def server(self, kind, **kwargs):
+        # Slow kinds close a connection after 30 s: a run that does not
+        # bound its wait fails on its wall time instead of hanging.
+        return self.useFixture(faulty_http.FaultyHTTPServer(
+            kind, lifetime=30, **kwargs))
+
+    def configure(self, url, auth, extra=()):
+        """The harness' nova.conf, pointed at ``url`` with ``auth``."""
+        self.write_conf()
+        lines = ['', '[DEFAULT]', 'debug = true',
+                 '[kronos]', 'metric_source = prometheus',
+                 '[kronos_prometheus]', 'url = %s' % url,
+                 'timeout = %g' % self.TIMEOUT, 'retries = 1']
+        with open(self.conf_path, 'a') as f:
+            f.write('\n'.join(lines + AUTHS[auth] + list(extra)) + '\n')
+
+    def run_manage(self, *args):
+        """:meth:`manage`, with every log record and stderr captured.
+
+        :returns: ``(exit code, stdout, stderr, seconds)``.
+        """
+        # oslo.log's set-up in the command replaces the root logger's
+        # handlers with one writing to sys.stderr (bound when it is made):
+        # catch that stream, and the records of our loggers directly.
+        stream = io.StringIO()
+        self.useFixture(fixtures.MonkeyPatch('sys.stderr', stream))
+        records = _Records()
+        for name in ('nova_kronos', 'urllib3', 'requests',
+                     'prometheus_api_client'):
+            logger = logging.getLogger(name)
+            logger.addHandler(records)
+            self.addCleanup(logger.removeHandler, records)
+        start = time.monotonic()
+        code, out, err = self.manage(*args)
+        seconds = time.monotonic() - start
+        self.timings.append((args[1], round(seconds, 2)))
+        self.addDetail('timings', content.text_content(
+            repr(self.timings)))
+        logged = stream.getvalue().splitlines() + records.lines + \
+            self.stdlog.logger.output.splitlines()
+        for where, lines in (('stdout', out.splitlines()),
+                             ('stderr', err.splitlines()),
+                             ('log', logged)):
+            for line in lines:
+                for secret in SECRETS:
+                    self.assertNotIn(secret, line, '%s of %s' % (where,
+                                                                 args))
+        # Each error is one line, marked.
+        for line in err.splitlines():
+            self.assertTrue(line.startswith('ERROR: '), err)
+        return code, out, err, seconds
+
+    def check_runs(self, server, rebalance_code, validate_code, slow,
+                   expected):
+        """Both commands, with each authentication, against ``server``.
+
+        :param slow: True when the server never answers: a run takes the
+            query's time limit (and less than :attr:`OVERHEAD` more).
+        :param expected: text every stderr holds.
+        """
+        for auth in AUTHS:
+            self.configure(server.url, auth)
+            for args, want in ((('kronos', 'rebalance', '--format', 'json'),
+                                rebalance_code),
+                               (('kronos', 'validate-policies'),
+                                validate_code)):
+                code, out, err, seconds = self.run_manage(*args)
+                self.assertEqual(want, code, err)
+                self.assertIn(expected, err)
+                self.assertEqual('', out)
+                if slow:
+                    self.assertGreater(seconds, self.TIMEOUT - 0.05)
+                self.assertLess(seconds, self.TIMEOUT + self.OVERHEAD[args[1]])
+
+    def test_trickling_body(self):
+        self.check_runs(self.server('trickle'), manage.EXIT_UNAVAILABLE,
+                        manage.EXIT_UNAVAILABLE, True,
+                        'did not answer within 1.5 s ([kronos_prometheus] '
+                        'timeout)')
+
+    def test_trickling_headers(self):
+        self.check_runs(self.server('trickle-headers'),
+                        manage.EXIT_UNAVAILABLE, manage.EXIT_UNAVAILABLE,
+                        True, 'did not answer within 1.5 s')
+
+    def test_silent_server(self):
+        self.check_runs(self.server('silent'), manage.EXIT_UNAVAILABLE,
+                        manage.EXIT_UNAVAILABLE, True,
+                        'did not answer within 1.5 s')
+
+    def test_proxy_page_echoing_the_credentials(self):
+        self.check_runs(self.server('echo-html'), manage.EXIT_UNAVAILABLE,
+                        manage.EXIT_UNAVAILABLE, False,
+                        'HTTP 502 (text/html; charset=utf-8, ')
+
+    def test_json_error_echoing_the_credentials(self):
+        # The error envelope is quoted, redacted (the echoed Authorization
+        # header comes within the quoted characters). validate-policies
+        # takes a bad_data error for Prometheus' verdict: bad input.
+        for status in (200, 500):
+            self.check_runs(self.server('echo-json', status=status),
+                            manage.EXIT_UNAVAILABLE, manage.EXIT_BAD_INPUT,
+                            False, 'Authorization: ***')
+
+    def test_refused_options(self):
+        server = self.server('echo-html')
+        url = server.url.replace('://', '://%s:%s@' % (USER, PASSWORD))
+        for auth, extra, expected in (
+                ('bearer', ['url = %s' % url],
+                 'ERROR: [kronos_prometheus] url must not carry credentials '
+                 '(user:password@): set [kronos_prometheus] username and '
+                 'password, or bearer_token, instead (url without them: '
+                 '%s)\n' % server.url),
+                ('basic', AUTHS['bearer'],
+                 'ERROR: [kronos_prometheus] username and bearer_token are '
+                 'both set: use either username/password (basic '
+                 'authentication) or bearer_token, not both\n')):
+            self.configure(server.url, auth, extra)
+            for args in (('kronos', 'rebalance'),
+                         ('kronos', 'validate-policies')):
+                code, out, err, _ = self.run_manage(*args)
+                self.assertEqual(manage.EXIT_BAD_INPUT, code, err)
+                self.assertEqual(expected, err)
