@@ -49,6 +49,24 @@ import numpy as np
 NEUTRAL = 0.5
 
 
+def within_threshold(load, threshold):
+    """The threshold rule: may a host carry ``load`` under a policy?
+
+    A policy's ``threshold`` is the highest load a host may carry, itself
+    included: ``load <= threshold``. ``load`` is the host's load *after*
+    the placement or move being judged. The filter (with the request's
+    predicted share), the pack weigher and the planner's threshold
+    constraint (with the moved server's predicted share) all apply this one
+    rule. A NaN load (no data for the host) is within the threshold: the
+    filter passes hosts Prometheus does not know.
+
+    :param load: float or array of loads in [0, 1] (NaN allowed).
+    :param threshold: float or array broadcastable with ``load``.
+    :returns: bool or bool array of ``load``'s broadcast shape.
+    """
+    return np.logical_not(np.greater(load, threshold))
+
+
 def dispersion(loads):
     """Population standard deviation of ``loads`` along the last axis.
 
@@ -114,8 +132,9 @@ def host_weights(loads, modes, weights, thresholds):
 
     A spread policy contributes ``1 - load`` (the emptiest host wins, which is
     also the placement that lowers dispersion most); a pack policy contributes
-    ``load`` while the host is under the policy's threshold and 0 once at or
-    above it (the fullest host that still has room wins). A missing load
+    ``load`` while the host is :func:`within_threshold` and 0 once above it
+    (the fullest host that still has room wins). The scheduler passes the
+    loads a host would have after taking the request. A missing load
     (NaN) contributes :data:`NEUTRAL`. Contributions are weighted by the
     policy weights, so the result stays in [0, 1].
 
@@ -132,7 +151,7 @@ def host_weights(loads, modes, weights, thresholds):
         if mode == 'spread':
             part = 1.0 - row
         else:
-            part = np.where(row < thresholds[p], row, 0.0)
+            part = np.where(within_threshold(row, thresholds[p]), row, 0.0)
         part = np.where(np.isnan(row), NEUTRAL, np.clip(part, 0.0, 1.0))
         out += weights[p] * part
     return out

@@ -48,14 +48,32 @@ kronos_opts = [
                help='JSON snapshot read by the "file" metric source.'),
     cfg.FloatOpt('weigher_cache_ttl', default=30.0, min=0.0,
                  help='Seconds the weigher and filter reuse host loads '
-                      'fetched from the metric source. 0 fetches on every '
-                      'scheduling request.'),
-    cfg.FloatOpt('weight_multiplier', default=1.0,
-                 help='Multiplier of the kronos weigher. Overridden per '
-                      'aggregate by the aggregate metadata key '
-                      'kronos_weight_multiplier (the minimum wins when a '
-                      'host is in several aggregates, as for Nova\'s own '
+                      'fetched from the metric source, counted from the '
+                      'end of a successful fetch. 0 fetches once per '
+                      'scheduling request (the filter and the weigher of '
+                      'one request share it). Between two fetches the '
+                      'servers placed since are added to the loads (see '
+                      'doc/source/scheduler.rst, "Bursts").'),
+    cfg.FloatOpt('weight_multiplier', default=50.0,
+                 help='Multiplier of the kronos weigher. Its raw weight is '
+                      'the host\'s score in load units (1 - load for a '
+                      'spread policy, weighted over the policies), not '
+                      'stretched per request, so a score difference d adds '
+                      'multiplier * d. Nova\'s default weighers that vary '
+                      'between ordinary hosts (RAM, CPU, disk, I/O ops, '
+                      'hypervisor version) add at most 1.0 each; with 50, '
+                      'a host whose score is higher by more than 0.1 wins '
+                      'whatever they say (doc/source/scheduler.rst). '
+                      'Overridden per aggregate by the aggregate metadata '
+                      'key kronos_weight_multiplier (the minimum wins when '
+                      'a host is in several aggregates, as for Nova\'s own '
                       'weighers).'),
+    cfg.FloatOpt('fetch_timeout', default=2.0, min=0.1,
+                 help='Seconds one refresh of host loads by the weigher '
+                      'and filter may take in all: every policy\'s query, '
+                      'retries and a slow or trickling server included. '
+                      'Past it the request goes on with neutral weights '
+                      '(and filter_fail_open).'),
     cfg.FloatOpt('failure_backoff', default=10.0, min=0.0,
                  help='After host loads could not be fetched, seconds '
                       'before the weigher/filter try again (meanwhile they '
@@ -73,9 +91,13 @@ kronos_opts = [
 
 prometheus_opts = [
     cfg.URIOpt('url', default='http://127.0.0.1:9090',
-               schemes=['http', 'https'],
+               schemes=['http', 'https'], secret=True,
                help='Base URL of the Prometheus HTTP API, including any '
-                    'path prefix (e.g. https://mon.example.org/prometheus).'),
+                    'path prefix (e.g. https://mon.example.org/prometheus). '
+                    'Credentials in it (user:password@) are refused: use '
+                    'username/password or bearer_token. Marked secret so '
+                    'that option dumps never print one written there '
+                    'anyway.'),
     cfg.FloatOpt('timeout', default=5.0, min=0.1,
                  help='Seconds before one PromQL query times out.'),
     cfg.IntOpt('retries', default=1, min=0,

@@ -15,6 +15,8 @@
 
 import numpy as np
 
+from nova_kronos import scoring
+
 
 def fits(state, servers, hosts):
     """The flavor's vCPUs and RAM fit the destination's free capacity.
@@ -29,9 +31,14 @@ def fits(state, servers, hosts):
 
 
 def under_threshold(state, servers, hosts):
-    """No policy's predicted destination load exceeds its threshold."""
+    """Every policy's predicted destination load stays within its threshold.
+
+    The rule is :func:`nova_kronos.scoring.within_threshold`, which the
+    scheduler filter and the pack weigher apply too.
+    """
     ok = np.ones((len(servers), len(hosts)), dtype=bool)
     for p in range(state.loads.shape[0]):
         added = state.added_load(p, servers, hosts)
-        ok &= state.loads[p, hosts][None, :] + added <= state.thresholds[p]
+        ok &= scoring.within_threshold(
+            state.loads[p, hosts][None, :] + added, state.thresholds[p])
     return ok

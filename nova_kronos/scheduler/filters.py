@@ -11,7 +11,7 @@
 # under the License.
 
 
-"""Nova scheduler filter rejecting hosts loaded above a policy threshold.
+"""Nova scheduler filter rejecting hosts a server would load above a threshold.
 
 Enable it in nova.conf::
 
@@ -20,56 +20,74 @@ Enable it in nova.conf::
     available_filters = nova_kronos.scheduler.filters.PrometheusFilter
     enabled_filters = ...,PrometheusFilter
 
-A host fails when its load for any enabled policy is above that policy's
-``threshold``. A host without data passes. When loads cannot be fetched at
-all, every host passes (``[kronos] filter_fail_open = true``, the default)
-or fails (false). Loads are fetched once per request through the cache
+A host fails when, for any enabled policy, the load it would have after
+taking the server (:func:`nova_kronos.scheduler.loads.loads_after`:
+measured load, servers placed since the last fetch, the request's flavor)
+breaks :func:`nova_kronos.scoring.within_threshold`, the rule the pack
+weigher and the rebalance planner apply too. A host without data passes.
+When loads cannot be fetched at all, every host passes
+(``[kronos] filter_fail_open = true``, the default) or fails (false).
+
+Like Nova's own usage filters it does not run for a rebuild
+(``RUN_ON_REBUILD = False``, checked by Nova's ``BaseHostFilter``): the
+server stays on its host. Loads are fetched at most once per request,
 shared with the weigher; the filter never raises.
 """
 
 from nova.scheduler import filters
+from nova.scheduler import utils as scheduler_utils
 from oslo_log import log as logging
 
-from nova_kronos import conf as kronos_conf
 from nova_kronos.scheduler import loads as loads_mod
+from nova_kronos import scoring
 
 LOG = logging.getLogger(__name__)
-CONF = kronos_conf.CONF
 
 
 class PrometheusFilter(filters.BaseHostFilter):
-    """Reject hosts whose load exceeds a policy's threshold."""
+    """Reject hosts a server would load above a policy's threshold."""
 
-    # Loads do not change within one request.
+    # The hosts' loads change with every instance of a multi-create.
     run_filter_once_per_request = False
     RUN_ON_REBUILD = False
 
     def filter_all(self, filter_obj_list, spec_obj):
-        # One cache lookup per request, bound to this request's generator
-        # (no instance state shared between concurrent requests).
+        """Hosts that pass, judged together in one pass per request.
+
+        A rebuild goes through Nova's per-host path, whose guard passes
+        every host of a filter with ``RUN_ON_REBUILD = False``.
+        """
+        hosts = list(filter_obj_list)
         try:
-            table = loads_mod.shared_cache().get()
+            if scheduler_utils.request_is_rebuild(spec_obj):
+                return super().filter_all(hosts, spec_obj)
+            passing = self._passing(hosts, spec_obj)
         except Exception:  # never break scheduling
-            LOG.exception('kronos: filter could not fetch loads')
-            table = None
-        for host_state in filter_obj_list:
-            if self._passes(host_state, table):
-                yield host_state
+            LOG.exception('kronos: filter failed; passing every host')
+            return iter(hosts)
+        return (h for h, ok in zip(hosts, passing) if ok)
 
     def host_passes(self, host_state, spec_obj):
-        return self._passes(host_state, loads_mod.shared_cache().get())
+        """One host (Nova's per-host path; :meth:`filter_all` is faster)."""
+        try:
+            return bool(self._passing([host_state], spec_obj)[0])
+        except Exception:  # never break scheduling
+            LOG.exception('kronos: filter failed; passing the host')
+            return True
 
     @staticmethod
-    def _passes(host_state, table):
+    def _passing(hosts, spec_obj):
+        cache = loads_mod.shared_cache()
+        table = cache.get(spec_obj)
         if table is None:
-            return CONF.kronos.filter_fail_open
-        row = table.loads.get(host_state.host)
-        if row is None:
-            return True
-        for policy, load in zip(table.policies, row):
-            if load > policy.threshold:  # NaN compares False: passes
-                LOG.debug('kronos: %s rejected, %s load %.3f above %.3f',
-                          host_state.host, policy.name, load,
-                          policy.threshold)
-                return False
-        return True
+            return [cache.settings.kronos.filter_fail_open] * len(hosts)
+        names, after = loads_mod.loads_after(
+            table, cache.placements, hosts, spec_obj, cache.clock())
+        ok = scoring.within_threshold(
+            after, table.thresholds[:, None]).all(axis=0)
+        if LOG.isEnabledFor(10) and not ok.all():  # DEBUG
+            for h in (~ok).nonzero()[0]:
+                LOG.debug('kronos: %s rejected, loads after placing %s, '
+                          'thresholds %s', names[h], after[:, h].round(3),
+                          table.thresholds)
+        return ok.tolist()

@@ -11,20 +11,37 @@
 # under the License.
 
 
-"""Host loads for the weigher and filter, cached once per process.
+"""Host loads for the weigher and filter: one cache per process.
 
-nova-scheduler calls the weigher and the filter for every request; this
+nova-scheduler calls the filter and the weigher for every request. This
 module fetches every enabled policy's ``host_query`` at most once per
-``[kronos] weigher_cache_ttl`` seconds and shares the result between them.
-It never raises: a missing or invalid policies file, an unknown metric
-source or an unreachable Prometheus yields ``None`` (callers then give a
-neutral weight or the configured fail-open/fail-closed answer) and a
-warning at most once per ``[kronos] log_interval`` seconds.
+``[kronos] weigher_cache_ttl`` seconds (counted from the end of a
+successful fetch), within ``[kronos] fetch_timeout`` seconds in all, and
+at most once per scheduling request: the filter and the weigher of one
+request (every instance of a multi-create included) share one table even
+with a TTL of 0.
+
+Between two fetches, :class:`RecentPlacements` adds to the measured loads
+the servers placed since: the growth of each host's allocated vCPUs and
+RAM that nova-scheduler's ``HostState`` shows, kept for the policy's
+settle time (``Policy.settle_seconds``), as the rebalancer overlays its
+recent migrations. :func:`loads_after` also adds the request's own flavor,
+so the filter, the weigher and the planner judge a host by the load it
+would have after taking the server.
+
+Nothing here raises into Nova: a missing or invalid policies file, an
+unknown metric source, an unreachable or slow Prometheus or an invalid
+option value gives ``None`` (callers then use neutral weights or the
+configured fail-open/fail-closed answer) and at most one warning per
+``[kronos] log_interval`` seconds per kind of trouble.
 """
 
+import collections
+import operator
 import os
 import threading
 import time
+import weakref
 
 import numpy as np
 from oslo_log import log as logging
@@ -32,33 +49,244 @@ from oslo_log import log as logging
 from nova_kronos import conf as kronos_conf
 from nova_kronos import metrics
 from nova_kronos import policy as policy_mod
+from nova_kronos.scheduler import settings as settings_mod
 
 LOG = logging.getLogger(__name__)
 
+#: Hosts named in a summarised warning about unusable samples.
+WARN_HOSTS = 3
+#: Scheduling requests whose table is remembered (concurrent requests).
+REQUEST_MEMO = 64
+#: Allocation changes remembered per host (older ones are dropped).
+EVENTS_PER_HOST = 256
+#: Seconds a weigher's reservation counts unless the host's allocations
+#: grow first (a Placement claim takes well under a second).
+RESERVATION_TIME = 10.0
+
+# One C call per HostState for what loads_after reads.
+_HOST_FIELDS = operator.attrgetter('host', 'vcpus_used', 'free_ram_mb',
+                                   'vcpus_total', 'total_usable_ram_mb')
+
 
 class LoadTable:
-    """Loads of every known host for the enabled policies.
+    """Measured loads of every known host for the enabled policies.
 
     :ivar policies: tuple of enabled :class:`nova_kronos.policy.Policy`.
     :ivar loads: dict host -> float array [P] (NaN where a policy has no
         sample for the host).
+    :ivar index: dict host -> row of :attr:`matrix`.
+    :ivar matrix: array [H + 1, P]; the last row is all NaN (unknown host).
+    :ivar settle: array [P]: seconds a placement is added to the loads.
+    :ivar resources: tuple [P] of each policy's ``resource`` (or None).
     """
 
-    def __init__(self, policies, per_policy):
-        self.policies = policies
+    def __init__(self, policies, per_policy, settle=None):
+        self.policies = tuple(policies)
         hosts = set()
         for values in per_policy.values():
             hosts.update(values)
-        self.loads = {}
-        for h in hosts:
-            self.loads[h] = np.array(
-                [per_policy[p.name].get(h, np.nan) for p in policies])
+        names = sorted(hosts)
+        self.index = {h: i for i, h in enumerate(names)}
+        self.matrix = np.full((len(names) + 1, len(self.policies)), np.nan)
+        for p, pol in enumerate(self.policies):
+            for h, v in per_policy.get(pol.name, {}).items():
+                self.matrix[self.index[h], p] = v
+        self.missing = len(names)
+        self.loads = {h: self.matrix[i] for h, i in self.index.items()}
+        self.settle = np.array(settle if settle is not None
+                               else [0.0] * len(self.policies), dtype=float)
+        self.resources = tuple(p.resource for p in self.policies)
+        self.modes = [p.mode for p in self.policies]
+        self.weights = np.array([p.weight for p in self.policies])
+        self.thresholds = np.array([p.threshold for p in self.policies])
 
     def for_hosts(self, names):
-        """Array [P, len(names)] of loads, NaN for unknown hosts."""
-        nan = np.full(len(self.policies), np.nan)
-        return np.array([self.loads.get(n, nan) for n in names]).T.reshape(
-            len(self.policies), len(names))
+        """Array [P, len(names)] of measured loads, NaN for unknown hosts."""
+        idx = [self.index.get(n, self.missing) for n in names]
+        return self.matrix[idx].T
+
+
+class RecentPlacements:
+    """Allocation changes seen on nova-scheduler's HostStates, and choices.
+
+    nova-scheduler updates a HostState's ``vcpus_used`` and ``free_ram_mb``
+    when it places a server (``HostState.consume_from_request``) and when
+    the compute node reports; Prometheus shows the server's load only
+    later. Each change seen is remembered with the time the host was last
+    seen unchanged (the earliest the change can have happened) until the
+    longest settle time has passed. A host not seen for longer than that is
+    taken as it is, without remembering the change.
+
+    nova-scheduler updates the HostState only after it has claimed the
+    chosen host in Placement, an HTTP call during which concurrent requests
+    are weighed. So the weigher also :meth:`reserve` s the request's flavor
+    on the host it predicts Nova will choose; the reservation counts at
+    once, ends when an increase of that host's allocations is seen (which
+    then counts instead) and lapses after :data:`RESERVATION_TIME` seconds
+    (the prediction was wrong, or the claim failed).
+
+    Memory: one entry per host, at most :data:`EVENTS_PER_HOST` changes
+    and reservations each.
+    """
+
+    def __init__(self):
+        self._hosts = {}
+        self._reserved = {}     # host -> deque of [time, vcpus, ram, key]
+        self._reserved_by = {}  # key -> host
+        self._lock = threading.Lock()
+
+    def reserve(self, host, vcpus, ram_mb, key, now):
+        """Count a server of the given size on ``host`` from ``now``.
+
+        :param key: the request's identity (its instance UUID); a new
+            reservation with the same key replaces the previous one.
+        """
+        with self._lock:
+            self._unreserve(key)
+            queue = self._reserved.get(host)
+            if queue is None:
+                queue = self._reserved[host] = collections.deque(
+                    maxlen=EVENTS_PER_HOST)
+            if len(queue) == queue.maxlen:
+                self._reserved_by.pop(queue[0][3], None)
+            queue.append([now, vcpus, ram_mb, key])
+            self._reserved_by[key] = host
+
+    def _unreserve(self, key):
+        host = self._reserved_by.pop(key, None)
+        if host is None:
+            return
+        queue = self._reserved.get(host, ())
+        for item in list(queue):
+            if item[3] == key:
+                queue.remove(item)
+
+    def _settle_reservations(self, host, vcpus, ram_mb, now):
+        """An allocation change on ``host``: end the reservations it is."""
+        queue = self._reserved.get(host)
+        if not queue:
+            return
+        while queue and queue[0][0] < now - RESERVATION_TIME:
+            self._reserved_by.pop(queue.popleft()[3], None)
+        for item in list(queue):
+            if item[1] <= vcpus and item[2] <= ram_mb:
+                vcpus -= item[1]
+                ram_mb -= item[2]
+                queue.remove(item)
+                self._reserved_by.pop(item[3], None)
+
+    def observe(self, fields, now, horizon, own=None):
+        """Record one HostState's allocations; its recent changes.
+
+        :param fields: ``(host, vcpus_used, free_ram_mb, vcpus_total,
+            total_usable_ram_mb)``.
+        :param now: monotonic seconds.
+        :param horizon: seconds a change is kept (the longest settle time).
+        :param own: the key of the request asking, whose own reservation
+            is left out (a retry of the same instance).
+        :returns: list of ``(time, vcpus, ram_mb)`` changes younger than
+            ``horizon`` (possibly negative: servers gone) and reservations
+            younger than :data:`RESERVATION_TIME`, or None.
+        """
+        host = fields[0]
+        entry = self._hosts.get(host)
+        if entry is None:
+            self._hosts[host] = entry = [fields, now, None]
+        elif entry[0] != fields:
+            old = entry[0]
+            with self._lock:
+                dv, dram = fields[1] - old[1], old[2] - fields[2]
+                if (dv or dram) and now - entry[1] <= horizon:
+                    if entry[2] is None:
+                        entry[2] = collections.deque(maxlen=EVENTS_PER_HOST)
+                    entry[2].append((entry[1], dv, dram))
+                if dv > 0 or dram > 0:
+                    self._settle_reservations(host, dv, dram, now)
+                entry[0] = fields
+        entry[1] = now
+        events, reserved = entry[2], self._reserved.get(host)
+        if not events and not reserved:
+            return None
+        with self._lock:
+            while events and events[0][0] < now - horizon:
+                events.popleft()
+            out = list(events or ())
+            if reserved:
+                cutoff = now - RESERVATION_TIME
+                out += [(t, v, r) for t, v, r, key in reserved
+                        if t >= cutoff and key != own]
+            return out or None
+
+
+def request_key(spec_obj):
+    """The identity a request's reservation is kept under."""
+    try:
+        if spec_obj.obj_attr_is_set('instance_uuid') and \
+                spec_obj.instance_uuid:
+            return spec_obj.instance_uuid
+    except Exception:  # not a RequestSpec (tests, odd callers)
+        pass
+    return id(spec_obj)
+
+
+def request_size(spec_obj):
+    """``(vcpus, memory_mb)`` of the request's flavor; (0, 0) if unknown."""
+    try:
+        flavor = spec_obj.flavor
+        return float(flavor.vcpus), float(flavor.memory_mb)
+    except Exception:  # no flavor on the spec (tests, odd callers)
+        return 0.0, 0.0
+
+
+def loads_after(table, placements, host_states, spec_obj, now):
+    """Loads each host would have after taking the request.
+
+    Measured load, plus the recent placements of :class:`RecentPlacements`
+    within each policy's settle time, plus the request's flavor: for a
+    policy whose ``resource`` is ``vcpu`` a server adds ``vcpus /
+    vcpus_total`` (its vCPUs fully busy on the host's physical CPUs), for
+    ``memory_mb`` ``memory_mb / total_usable_ram_mb`` (its RAM resident);
+    a policy without ``resource`` adds nothing. That is a just-placed
+    server's load at its flavor's size, the prediction Kubernetes' Trimaran
+    load-aware plugins make from a pod's request.
+
+    :param table: :class:`LoadTable`.
+    :param placements: :class:`RecentPlacements`.
+    :param host_states: sequence [H] of nova ``HostState``.
+    :param spec_obj: the request's ``RequestSpec``.
+    :param now: monotonic seconds.
+    :returns: ``(names [H], loads [P, H])``; NaN where a host has no
+        measured load for a policy.
+    """
+    n = len(host_states)
+    fields = [_HOST_FIELDS(hs) for hs in host_states]
+    names = [f[0] for f in fields]
+    get, missing = table.index.get, table.missing
+    out = table.matrix[[get(name, missing) for name in names]].T.copy()
+    horizon = float(table.settle.max()) if len(table.settle) else 0.0
+    observe, own = placements.observe, request_key(spec_obj)
+    pending = [(i, ev) for i, ev in enumerate(
+        observe(f, now, horizon, own) for f in fields) if ev]
+    want = set(table.resources)
+    if not want - {None}:
+        return names, out
+    arr = np.array([(f[3], f[4]) for f in fields], dtype=float).reshape(n, 2)
+    req = request_size(spec_obj)
+    for p, resource in enumerate(table.resources):
+        if resource == 'vcpu':
+            col = 0
+        elif resource == 'memory_mb':
+            col = 1
+        else:
+            continue
+        extra = np.full(n, req[col])
+        cutoff = now - table.settle[p]
+        for i, events in pending:
+            extra[i] += sum(e[col + 1] for e in events if e[0] >= cutoff)
+        cap = arr[:, col]
+        with np.errstate(divide='ignore', invalid='ignore'):
+            out[p] += np.where(cap > 0, extra / cap, 0.0)
+    return names, out
 
 
 class HostLoadCache:
@@ -66,51 +294,103 @@ class HostLoadCache:
 
     :param conf: ConfigOpts with nova-kronos options registered.
     :param clock: monotonic clock, injectable for tests.
+    :param source: a :class:`nova_kronos.metrics.MetricSource` to use
+        instead of the one ``[kronos] metric_source`` names (tests).
     """
 
-    def __init__(self, conf=None, clock=time.monotonic):
+    def __init__(self, conf=None, clock=time.monotonic, source=None):
         self.conf = conf or kronos_conf.CONF
         self.clock = clock
+        self._fixed_source = source
+        self.placements = RecentPlacements()
+        self._reader = settings_mod.SettingsReader(self.conf)
+        self._settings = None
         self._lock = threading.Lock()
+        self._memo_lock = threading.Lock()
+        self._memo = collections.OrderedDict()
         self._table = None
-        self._fetched_at = None
+        self._fetched = False
         self._valid_until = 0.0
         self._policy_set = None
         self._policy_key = None
         self._source = None
-        self._source_name = None
+        self._source_key = None
         self._last_warning = {}
 
-    def get(self):
+    @property
+    def settings(self):
+        """Validated options (see :mod:`nova_kronos.scheduler.settings`).
+
+        Read at the first call and again before every fetch.
+        """
+        if self._settings is None:
+            self._settings = self._reader.read()
+        return self._settings
+
+    def get(self, request=None):
         """Current :class:`LoadTable`, or None when loads are unavailable.
+
+        :param request: the scheduling request's ``RequestSpec``: every call
+            with the same object gets the same table, however the TTL
+            goes, so the filter and the weigher of one request agree and
+            fetch at most once between them.
 
         Only one caller fetches at a time; concurrent callers get the
         previous table (or None) instead of waiting on Prometheus. After a
         failed fetch the next attempt waits ``[kronos] failure_backoff``
         seconds (or the TTL, if longer), so an unreachable Prometheus
-        delays at most one scheduling request per backoff period.
+        delays at most one scheduling request per backoff period, by at
+        most ``fetch_timeout``.
         """
+        if request is not None:
+            with self._memo_lock:
+                hit = self._memo.get(id(request))
+            if hit is not None and hit[0]() is request:
+                return hit[1]
+        table = self._current()
+        # None (another request is fetching, or the fetch failed) is not
+        # remembered: the weigher may find the table ready.
+        if request is not None and table is not None:
+            try:
+                ref = weakref.ref(request)
+            except TypeError:
+                return table
+            with self._memo_lock:
+                self._memo[id(request)] = (ref, table)
+                self._memo.move_to_end(id(request))
+                while len(self._memo) > REQUEST_MEMO:
+                    self._memo.popitem(last=False)
+        return table
+
+    def _current(self):
         if not self._lock.acquire(blocking=False):
             return self._table
         try:
-            now = self.clock()
-            if self._fetched_at is not None and now < self._valid_until:
+            if self._fetched and self.clock() < self._valid_until:
                 return self._table
-            self._table = self._fetch()
-            self._fetched_at = now
-            ttl = self.conf.kronos.weigher_cache_ttl
+            self._settings = self._reader.read()
+            opts = self._settings.kronos
+            self._table = self._fetch(opts)
+            self._fetched = True
+            ttl = opts.weigher_cache_ttl
             if self._table is None:
-                ttl = max(ttl, self.conf.kronos.failure_backoff)
-            self._valid_until = now + ttl
+                ttl = max(ttl, opts.failure_backoff)
+            # Counted from the end of the fetch: a slow fetch does not
+            # shorten the time its result is used.
+            self._valid_until = self.clock() + ttl
             return self._table
         finally:
             self._lock.release()
 
-    def _fetch(self):
+    def _fetch(self, opts):
         try:
-            policy_set = self._policies()
-            source = self._metric_source()
-            snap = source.collect(policy_set, vms=False)
+            policy_set = self._policies(opts.policies_file)
+            source = self._metric_source(opts.metric_source)
+            scrape = self._settings.kronos_prometheus.scrape_interval
+            settle = [p.settle_seconds(scrape) for p in policy_set.enabled]
+            snap = source.collect(
+                policy_set, vms=False,
+                deadline=time.monotonic() + opts.fetch_timeout)
         except (policy_mod.PolicyError, metrics.MetricsError) as e:
             self._warn(type(e).__name__, 'kronos: host loads unavailable, '
                        'using neutral weights: %s', e)
@@ -119,15 +399,33 @@ class HostLoadCache:
             self._warn('unexpected', 'kronos: unexpected error fetching host '
                        'loads, using neutral weights: %s', e)
             return None
-        for e in snap.exclusions:
-            self._warn('exclusion:%s:%s' % (e.policy, e.name),
-                       'kronos: policy %s excludes %s %s: %s',
-                       e.policy, e.kind, e.name, e.reason)
+        self._warn_samples(policy_set, snap)
         return LoadTable(policy_set.enabled,
-                         {p: d.hosts for p, d in snap.data.items()})
+                         {p: d.hosts for p, d in snap.data.items()}, settle)
 
-    def _policies(self):
-        path = self.conf.kronos.policies_file
+    def _warn_samples(self, policy_set, snap):
+        """One warning per fetch for every unusable or missing sample."""
+        parts = []
+        by_policy = collections.defaultdict(list)
+        for e in snap.exclusions:
+            if e.kind == 'host':
+                by_policy[e.policy].append(e)
+        for p in policy_set.enabled:
+            found = len(snap.data[p.name].hosts) if p.name in snap.data else 0
+            bad = by_policy.get(p.name, ())
+            if not found and not bad:
+                parts.append('%s: the host_query returned no sample' % p.name)
+            elif bad:
+                first = ', '.join('%s (%s)' % (e.name, e.reason)
+                                  for e in bad[:WARN_HOSTS])
+                parts.append('%s: %d host sample(s) unusable, e.g. %s%s' % (
+                    p.name, len(bad), first,
+                    '' if len(bad) <= WARN_HOSTS else ', ...'))
+        if parts:
+            self._warn('samples', 'kronos: %s; those hosts get neutral '
+                       'weights', '; '.join(parts))
+
+    def _policies(self, path):
         try:
             key = (path, os.stat(path).st_mtime_ns)
         except OSError:
@@ -137,17 +435,22 @@ class HostLoadCache:
             self._policy_key = key
         return self._policy_set
 
-    def _metric_source(self):
-        name = self.conf.kronos.metric_source
-        if self._source is None or name != self._source_name:
-            self._source = metrics.load_source(name, self.conf)
-            self._source_name = name
+    def _metric_source(self, name):
+        if self._fixed_source is not None:
+            return self._fixed_source
+        # Rebuilt when an option it reads changes (a config reload).
+        key = (name, repr(self._settings.kronos_prometheus),
+               self._settings.kronos.metrics_file)
+        if self._source is None or key != self._source_key:
+            self._source = metrics.load_source(name, self._settings)
+            self._source_key = key
         return self._source
 
     def _warn(self, key, msg, *args):
         now = self.clock()
         last = self._last_warning.get(key)
-        if last is None or now - last >= self.conf.kronos.log_interval:
+        interval = self.settings.kronos.log_interval
+        if last is None or now - last >= interval:
             self._last_warning[key] = now
             LOG.warning(msg, *args)
 
@@ -159,6 +462,9 @@ _CACHE_LOCK = threading.Lock()
 def shared_cache():
     """The process-wide cache the weigher and the filter share."""
     global _CACHE
+    cache = _CACHE
+    if cache is not None:
+        return cache
     with _CACHE_LOCK:
         if _CACHE is None:
             _CACHE = HostLoadCache()

@@ -18,13 +18,20 @@ Enable it by adding ``nova_kronos.scheduler.weights.PrometheusWeigher`` to
 ``nova.scheduler.weights.all_weighers`` to keep Nova's own weighers.
 
 Nova loads weighers by dotted path (``nova/loadables.py``). The weigher
-fetches host loads once per scheduling request (in ``weigh_objects``, which
-receives every candidate host), through a TTL cache shared with the filter.
-Weights are :func:`nova_kronos.scoring.host_weights`, in [0, 1], with
-``minval``/``maxval`` fixed so that Nova's per-request normalisation does
-not magnify tiny differences. A host without data, or every host when
-Prometheus is down or slow, gets the neutral weight 0.5; the weigher never
-raises.
+judges every candidate host of a request at once (in ``weigh_objects``)
+by the load it would have after taking the server
+(:func:`nova_kronos.scheduler.loads.loads_after`: measured load, servers
+placed since the last fetch, the request's flavor), scored by
+:func:`nova_kronos.scoring.host_weights`: a value in [0, 1] in load units
+(``1 - load`` for a spread policy). ``minval``/``maxval`` are fixed to
+[0, 1] so that Nova's per-request normalisation (``nova/weights.py``
+``normalize``) leaves the score as it is: a score difference ``d`` adds
+``multiplier * d`` to a host's total, whatever the other candidates.
+Nova's own weighers are stretched to [0, 1] per request, so each adds at
+most its multiplier; ``doc/source/scheduler.rst`` works out the default.
+
+A host without data gets the neutral score 0.5, and every host does when
+Prometheus is down or slow; the weigher never raises.
 
 The multiplier is ``[kronos] weight_multiplier``, overridden per aggregate
 by the metadata key ``kronos_weight_multiplier`` through
@@ -34,45 +41,84 @@ aggregates, Nova's convention).
 
 from nova.scheduler import utils as scheduler_utils
 from nova.scheduler import weights
+import numpy as np
 from oslo_log import log as logging
 
-from nova_kronos import conf as kronos_conf
 from nova_kronos.scheduler import loads as loads_mod
 from nova_kronos import scoring
 
 LOG = logging.getLogger(__name__)
-CONF = kronos_conf.CONF
 
 MULTIPLIER_KEY = 'kronos_weight_multiplier'
+#: Best candidates whose exact (per-aggregate) multiplier is looked up to
+#: predict Nova's choice.
+CHOICE_CANDIDATES = 8
 
 
 class PrometheusWeigher(weights.BaseHostWeigher):
-    """Spread or pack by the loads the policies' PromQL queries report."""
+    """Spread or pack by the loads the policies' PromQL queries report.
+
+    A higher weight means a more desirable host: the emptiest for spread
+    policies, the fullest still within its thresholds for pack policies.
+    """
 
     minval = 0.0
     maxval = 1.0
 
     def weight_multiplier(self, host_state):
-        return scheduler_utils.get_weight_multiplier(
-            host_state, MULTIPLIER_KEY, CONF.kronos.weight_multiplier)
+        default = loads_mod.shared_cache().settings.kronos.weight_multiplier
+        try:
+            return scheduler_utils.get_weight_multiplier(
+                host_state, MULTIPLIER_KEY, default)
+        except Exception:  # never break scheduling
+            return default
 
     def weigh_objects(self, weighed_obj_list, weight_properties):
-        # Computed here, not per host: one cache lookup per request, and no
+        # Computed here, not per host: one pass over the candidates, and no
         # instance state shared between concurrent requests.
-        names = [o.obj.host for o in weighed_obj_list]
         try:
-            table = loads_mod.shared_cache().get()
-            if table is None or not names:
-                return [scoring.NEUTRAL] * len(names)
-            policies = table.policies
-            values = scoring.host_weights(
-                table.for_hosts(names), [p.mode for p in policies],
-                [p.weight for p in policies], [p.threshold for p in policies])
-            return [min(max(v, self.minval), self.maxval)
-                    for v in values.tolist()]
+            cache = loads_mod.shared_cache()
+            table = cache.get(weight_properties)
+            if table is None or not weighed_obj_list:
+                return [scoring.NEUTRAL] * len(weighed_obj_list)
+            _names, after = loads_mod.loads_after(
+                table, cache.placements, [o.obj for o in weighed_obj_list],
+                weight_properties, cache.clock())
+            values = scoring.host_weights(after, table.modes, table.weights,
+                                          table.thresholds)
+            self._reserve(cache, weighed_obj_list, values, weight_properties)
+            return values.tolist()
         except Exception:  # never break scheduling
             LOG.exception('kronos: weigher failed; using neutral weights')
-            return [scoring.NEUTRAL] * len(names)
+            return [scoring.NEUTRAL] * len(weighed_obj_list)
+
+    def _reserve(self, cache, objs, values, spec_obj):
+        """Reserve the request on the host Nova will most likely choose.
+
+        When this weigher runs, each WeighedHost already carries the sum of
+        the weighers before it (``nova/weights.py``); README.rst lists this
+        one last, so adding ``multiplier * value`` gives Nova's final
+        ranking, whose first host nova-scheduler takes with the default
+        ``host_subset_size = 1``. Exact multipliers (aggregate overrides)
+        are looked up for the few best candidates only.
+        """
+        if spec_obj is None or scheduler_utils.request_is_rebuild(spec_obj):
+            return
+        vcpus, ram_mb = loads_mod.request_size(spec_obj)
+        if not vcpus and not ram_mb:
+            return
+        default = cache.settings.kronos.weight_multiplier
+        totals = np.fromiter((o.weight for o in objs), float, len(objs))
+        totals += default * values
+        best, best_total = None, None
+        for i in np.argsort(-totals, kind='stable')[:CHOICE_CANDIDATES]:
+            total = objs[i].weight + self.weight_multiplier(
+                objs[i].obj) * values[i]
+            if best_total is None or total > best_total:
+                best, best_total = i, total
+        cache.placements.reserve(objs[best].obj.host, vcpus, ram_mb,
+                                 loads_mod.request_key(spec_obj),
+                                 cache.clock())
 
     def _weigh_object(self, host_state, weight_properties):
         # Only reached if a caller bypasses weigh_objects.

@@ -36,6 +36,7 @@ from tests.harness import nova_cloud  # noqa: I100  isort:skip
 import io
 import json
 import os
+import re
 import time
 
 import fixtures
@@ -61,6 +62,39 @@ AVAILABLE_FILTERS = ['nova.scheduler.filters.all_filters',
 ENABLED_FILTERS = ['ComputeFilter', 'ComputeCapabilitiesFilter',
                    'ImagePropertiesFilter', 'ServerGroupAntiAffinityFilter',
                    'ServerGroupAffinityFilter', 'PrometheusFilter']
+README = os.path.join(ROOT, 'README.rst')
+
+
+def readme_scheduler_conf(path=README, section='Scheduler configuration'):
+    """The nova.conf snippet of a section of an rst file (README.rst's).
+
+    :param path: the rst file.
+    :param section: a section title; None: the file's first ini block.
+    :returns: ``{section: {option: [values]}}`` in file order; an option
+        given twice (``available_filters``) has two values.
+    :raises AssertionError: the section or its ``ini`` block is missing.
+    """
+    with open(path) as f:
+        text = f.read()
+    if section is not None:
+        match = re.search(r'^%s\n=+\n(.*?)^\S[^\n]*\n=+\n'
+                          % re.escape(section), text, re.S | re.M)
+        assert match, '%s has no "%s" section' % (path, section)
+        text = match.group(1)
+    block = re.search(r'\.\. code-block:: ini\n\n((?:   [^\n]*\n|\n)+)',
+                      text)
+    assert block, '%s: no ini block in "%s"' % (path, section)
+    conf, group = {}, None
+    for line in block.group(1).splitlines():
+        line = line.strip()
+        if not line or line.startswith('#'):
+            continue
+        if line.startswith('['):
+            group = conf.setdefault(line.strip('[]'), {})
+            continue
+        key, _, value = line.partition('=')
+        group.setdefault(key.strip(), []).append(value.strip())
+    return conf
 
 
 class KronosCloudTestCase(nova_cloud.NovaCloudTestCase):
@@ -68,6 +102,10 @@ class KronosCloudTestCase(nova_cloud.NovaCloudTestCase):
 
     #: Only our weigher, so placement is decided by the metric data.
     weight_classes = ['nova_kronos.scheduler.weights.PrometheusWeigher']
+    #: True: configure [filter_scheduler], [kronos] and [kronos_prometheus]
+    #: exactly as README.rst's snippet says (see :meth:`apply_readme_conf`)
+    #: instead of ``weight_classes`` and a zero cache TTL.
+    readme_scheduler = False
     #: Aggregate created over every compute host in setUp.
     aggregate_name = 'agg1'
     availability_zone = 'az1'
@@ -98,6 +136,9 @@ class KronosCloudTestCase(nova_cloud.NovaCloudTestCase):
             self.prom = self.useFixture(prometheus.PrometheusServer(binary))
         loads.reset_shared_cache()
         self.addCleanup(loads.reset_shared_cache)
+        if self.readme_scheduler:
+            self.apply_readme_conf()
+            return
         self.flags(weight_classes=self.weight_classes,
                    available_filters=AVAILABLE_FILTERS,
                    enabled_filters=ENABLED_FILTERS,
@@ -107,6 +148,36 @@ class KronosCloudTestCase(nova_cloud.NovaCloudTestCase):
         if self.prom:
             self.flags(url=self.prom.url, timeout=2, retries=0,
                        group='kronos_prometheus')
+        else:
+            self.flags(metric_source='file', metrics_file=self.metrics_file,
+                       group='kronos')
+
+    def apply_readme_conf(self):
+        """Set nova.conf as README.rst's scheduler snippet says.
+
+        Every option of the snippet is applied with its value, except what
+        names this machine: ``policies_file`` (the sample policies),
+        ``[kronos_prometheus] url`` (the test's Prometheus, plain HTTP, so
+        ``ca_file`` is dropped), or, without Prometheus, the file source.
+        """
+        readme = readme_scheduler_conf()
+        lists = {'enabled_filters', 'weight_classes'}
+        for group, options in readme.items():
+            for name, values in options.items():
+                if group == 'filter_scheduler' and name in lists:
+                    value = [v.strip() for v in values[-1].split(',')]
+                elif group == 'filter_scheduler':
+                    value = values  # MultiStrOpt: every line counts
+                elif name == 'policies_file':
+                    value = SAMPLE_POLICIES
+                elif group == 'kronos_prometheus' and name in ('url',
+                                                               'ca_file'):
+                    continue
+                else:
+                    value = values[-1]
+                self.flags(**{name: value, 'group': group})
+        if self.prom:
+            self.flags(url=self.prom.url, group='kronos_prometheus')
         else:
             self.flags(metric_source='file', metrics_file=self.metrics_file,
                        group='kronos')

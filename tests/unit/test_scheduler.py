@@ -62,13 +62,14 @@ class SchedulerTestBase(testtools.TestCase):
             f.write(POLICIES % self.mode)
         self.conf.set_override('policies_file', path, group='kronos')
         self.conf.set_override('weigher_cache_ttl', 30, group='kronos')
+        # Weights as the handler sums them are the scores themselves.
+        self.conf.set_override('weight_multiplier', 1.0, group='kronos')
         self.source = fakes.ListSource({'cpu_host': [
             ({'nodename': 'h1'}, 0.1), ({'nodename': 'h2'}, 0.6),
             ({'nodename': 'h3'}, 0.9)]})
         self.clock = Clock()
-        self.cache = loads.HostLoadCache(self.conf, clock=self.clock)
-        self.cache._source = self.source
-        self.cache._source_name = 'prometheus'
+        self.cache = loads.HostLoadCache(self.conf, clock=self.clock,
+                                         source=self.source)
         self.useFixture(fixtures.MockPatchObject(
             loads, 'shared_cache', return_value=self.cache))
         self.hosts = [nova_fakes.FakeHostState(h, h, {'aggregates': []})
