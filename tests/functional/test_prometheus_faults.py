@@ -33,6 +33,7 @@ import fixtures
 from testtools import content
 
 from nova_kronos.cmd import manage
+from nova_kronos.scheduler import loads
 from tests.harness import faulty_http
 
 USER = 'kronos-ops'
@@ -199,3 +200,75 @@ class TestPrometheusFaults(base.KronosFunctionalTestCase):
                 code, out, err, _ = self.run_manage(*args)
                 self.assertEqual(manage.EXIT_BAD_INPUT, code, err)
                 self.assertEqual(expected, err)
+
+
+class TestSchedulingAgainstFaultyPrometheus(base.KronosFunctionalTestCase):
+    """nova-scheduler, configured as README.rst says, and a bad server.
+
+    Every boot is scheduled (the weigher's fetch is bounded by ``[kronos]
+    fetch_timeout``, 2 s by default) and no log line quotes a secret.
+    """
+
+    readme_scheduler = True
+    use_prometheus = False
+
+    def boot_against(self, kind, auth, **kwargs):
+        server = self.useFixture(faulty_http.FaultyHTTPServer(
+            kind, lifetime=30, **kwargs))
+        self.flags(metric_source='prometheus', group='kronos')
+        self.flags(url=server.url, username=None, password=None,
+                   bearer_token=None, group='kronos_prometheus')
+        for line in AUTHS[auth]:
+            name, _, value = line.partition(' = ')
+            self.flags(**{name: value, 'group': 'kronos_prometheus'})
+        records = _Records()
+        root = logging.getLogger()
+        root.addHandler(records)
+        self.addCleanup(root.removeHandler, records)
+        loads.reset_shared_cache()
+        start = time.monotonic()
+        created = self._create_server(name='%s-%s' % (kind, auth),
+                                      networks='none', az='az1')
+        seconds = time.monotonic() - start
+        self.assertEqual('ACTIVE', created['status'])
+        lines = records.lines + self.stdlog.logger.output.splitlines()
+        for line in lines:
+            for secret in SECRETS:
+                self.assertNotIn(secret, line)
+        return seconds, lines
+
+    def test_slow_servers_delay_a_boot_by_the_fetch_timeout_at_most(self):
+        for kind in ('trickle', 'trickle-headers', 'silent'):
+            for auth in AUTHS:
+                seconds, lines = self.boot_against(kind, auth)
+                # A boot takes about 0.5 s here; the fetch at most 2 s.
+                self.assertLess(seconds, 2.0 + 2.0, (kind, auth))
+                self.assertTrue(
+                    [line for line in lines if 'did not answer within'
+                     in line and "caller's deadline" in line], lines)
+
+    def test_echoing_servers_never_leak_credentials(self):
+        for kind, expected in (('echo-html', 'not quoted'),
+                               ('echo-json', 'Authorization: ***')):
+            for auth in AUTHS:
+                _, lines = self.boot_against(kind, auth)
+                self.assertTrue([line for line in lines
+                                 if expected in line], lines)
+
+    def test_credentials_in_the_url_are_refused(self):
+        server = self.useFixture(faulty_http.FaultyHTTPServer('echo-json'))
+        url = server.url.replace('://', '://%s:%s@' % (USER, PASSWORD))
+        self.flags(metric_source='prometheus', group='kronos')
+        self.flags(url=url, group='kronos_prometheus')
+        records = _Records()
+        root = logging.getLogger()
+        root.addHandler(records)
+        self.addCleanup(root.removeHandler, records)
+        created = self._create_server(name='in-url', networks='none',
+                                      az='az1')
+        self.assertEqual('ACTIVE', created['status'])
+        lines = records.lines + self.stdlog.logger.output.splitlines()
+        self.assertTrue([line for line in lines
+                         if 'url must not carry credentials' in line], lines)
+        for line in lines:
+            self.assertNotIn(PASSWORD, line)
