@@ -61,33 +61,38 @@ class PrometheusFilter(filters.BaseHostFilter):
         try:
             if scheduler_utils.request_is_rebuild(spec_obj):
                 return super().filter_all(hosts, spec_obj)
-            passing = self._passing(hosts, spec_obj)
+            return self._passing(hosts, spec_obj)
         except Exception:  # never break scheduling
             LOG.exception('kronos: filter failed; passing every host')
-            return iter(hosts)
-        return (h for h, ok in zip(hosts, passing) if ok)
+            return hosts
 
     def host_passes(self, host_state, spec_obj):
         """One host (Nova's per-host path; :meth:`filter_all` is faster)."""
         try:
-            return bool(self._passing([host_state], spec_obj)[0])
+            return bool(self._passing([host_state], spec_obj))
         except Exception:  # never break scheduling
             LOG.exception('kronos: filter failed; passing the host')
             return True
 
     @staticmethod
     def _passing(hosts, spec_obj):
+        """The hosts that pass, in order."""
         cache = loads_mod.shared_cache()
         table = cache.get(spec_obj)
         if table is None:
-            return [cache.settings.kronos.filter_fail_open] * len(hosts)
+            return hosts if cache.settings.kronos.filter_fail_open else []
         names, after = loads_mod.loads_after(
             table, cache.placements, hosts, spec_obj, cache.clock())
         ok = scoring.within_threshold(
             after, table.thresholds[:, None]).all(axis=0)
-        if LOG.isEnabledFor(10) and not ok.all():  # DEBUG
+        if ok.all():
+            cache.remember_after(spec_obj, table, hosts, after)
+            return hosts
+        passing = [h for h, k in zip(hosts, ok.tolist()) if k]
+        cache.remember_after(spec_obj, table, passing, after[:, ok])
+        if LOG.isEnabledFor(10):  # DEBUG
             for h in (~ok).nonzero()[0]:
                 LOG.debug('kronos: %s rejected, loads after placing %s, '
                           'thresholds %s', names[h], after[:, h].round(3),
                           table.thresholds)
-        return ok.tolist()
+        return passing

@@ -37,6 +37,8 @@ configured fail-open/fail-closed answer) and at most one warning per
 """
 
 import collections
+import itertools
+import math
 import operator
 import os
 import threading
@@ -95,6 +97,7 @@ class LoadTable:
         self.loads = {h: self.matrix[i] for h, i in self.index.items()}
         self.settle = np.array(settle if settle is not None
                                else [0.0] * len(self.policies), dtype=float)
+        self.settle_key = tuple(self.settle.tolist())
         self.resources = tuple(p.resource for p in self.policies)
         self.modes = [p.mode for p in self.policies]
         self.weights = np.array([p.weight for p in self.policies])
@@ -130,6 +133,9 @@ class RecentPlacements:
     """
 
     def __init__(self):
+        #: Changes whenever what :meth:`pending` reports may have changed
+        #: other than by time (a reservation, a change seen).
+        self.generation = 0
         self._hosts = {}
         self._reserved = {}     # host -> deque of [time, vcpus, ram, key]
         self._reserved_by = {}  # key -> host
@@ -142,6 +148,7 @@ class RecentPlacements:
             reservation with the same key replaces the previous one.
         """
         with self._lock:
+            self.generation += 1
             self._unreserve(key)
             queue = self._reserved.get(host)
             if queue is None:
@@ -160,62 +167,138 @@ class RecentPlacements:
         for item in list(queue):
             if item[3] == key:
                 queue.remove(item)
+        self._drop_if_empty(host)
+
+    def _drop_if_empty(self, host):
+        # An empty queue is no entry: pending() takes the fast path.
+        if host in self._reserved and not self._reserved[host]:
+            del self._reserved[host]
 
     def _settle_reservations(self, host, vcpus, ram_mb, now):
         """An allocation change on ``host``: end the reservations it is."""
         queue = self._reserved.get(host)
         if not queue:
             return
-        while queue and queue[0][0] < now - RESERVATION_TIME:
-            self._reserved_by.pop(queue.popleft()[3], None)
+        self._lapse(host, queue, now)
         for item in list(queue):
             if item[1] <= vcpus and item[2] <= ram_mb:
                 vcpus -= item[1]
                 ram_mb -= item[2]
                 queue.remove(item)
                 self._reserved_by.pop(item[3], None)
+        self._drop_if_empty(host)
 
-    def observe(self, fields, now, horizon, own=None):
-        """Record one HostState's allocations; its recent changes.
+    def _lapse(self, host, queue, now):
+        while queue and queue[0][0] < now - RESERVATION_TIME:
+            self._reserved_by.pop(queue.popleft()[3], None)
+            self.generation += 1
 
-        :param fields: ``(host, vcpus_used, free_ram_mb, vcpus_total,
-            total_usable_ram_mb)``.
+    def pending(self, fields, now, settle, own=None):
+        """Record every host's allocations; what to add to their loads.
+
+        :param fields: sequence [H] of ``(host, vcpus_used, free_ram_mb,
+            vcpus_total, total_usable_ram_mb)`` of HostStates.
         :param now: monotonic seconds.
-        :param horizon: seconds a change is kept (the longest settle time).
+        :param settle: tuple [P] of each policy's settle time, seconds: a
+            change counts for policy ``p`` while younger than
+            ``settle[p]``.
         :param own: the key of the request asking, whose own reservation
             is left out (a retry of the same instance).
-        :returns: list of ``(time, vcpus, ram_mb)`` changes younger than
-            ``horizon`` (possibly negative: servers gone) and reservations
-            younger than :data:`RESERVATION_TIME`, or None.
+        :returns: ``(positions, vcpus, ram_mb)``: the indexes into
+            ``fields`` of the hosts with something to add, and for each a
+            tuple [P] of vCPUs and one of MiB to add per policy: changes
+            (possibly negative: servers gone) and reservations younger
+            than :data:`RESERVATION_TIME`.
+
+        A host seen unchanged without reservations (nearly all, nearly
+        always) costs a dict lookup and a tuple comparison, plus a cached
+        sum when it has recent changes.
         """
+        hosts, reserved = self._hosts, self._reserved
+        positions, vcpus, ram = [], [], []
+        for i, f in enumerate(fields):
+            entry = hosts.get(f[0])
+            if entry is not None and entry[0] == f and f[0] not in reserved:
+                entry[1] = now
+                if not entry[2]:
+                    continue
+                cached = entry[3]
+                if cached is not None and cached[0] == settle and \
+                        now < cached[1]:
+                    positions.append(i)
+                    vcpus.append(cached[2])
+                    ram.append(cached[3])
+                    continue
+            sums = self._observe(f, now, settle, own)
+            if sums is not None:
+                positions.append(i)
+                vcpus.append(sums[0])
+                ram.append(sums[1])
+        return positions, vcpus, ram
+
+    def _observe(self, fields, now, settle, own):
+        """One host, the slow way: record a change, sum what counts."""
         host = fields[0]
-        entry = self._hosts.get(host)
-        if entry is None:
-            self._hosts[host] = entry = [fields, now, None]
-        elif entry[0] != fields:
-            old = entry[0]
-            with self._lock:
+        horizon = max(settle) if settle else 0.0
+        with self._lock:
+            entry = self._hosts.get(host)
+            if entry is None:
+                self._hosts[host] = entry = [fields, now, None, None]
+                self.generation += 1
+            elif entry[0] != fields:
+                self.generation += 1
+                old = entry[0]
                 dv, dram = fields[1] - old[1], old[2] - fields[2]
                 if (dv or dram) and now - entry[1] <= horizon:
                     if entry[2] is None:
                         entry[2] = collections.deque(maxlen=EVENTS_PER_HOST)
                     entry[2].append((entry[1], dv, dram))
+                    entry[3] = None
                 if dv > 0 or dram > 0:
                     self._settle_reservations(host, dv, dram, now)
                 entry[0] = fields
-        entry[1] = now
-        events, reserved = entry[2], self._reserved.get(host)
-        if not events and not reserved:
-            return None
-        with self._lock:
-            while events and events[0][0] < now - horizon:
-                events.popleft()
-            out = list(events or ())
-            if reserved:
-                cutoff = now - RESERVATION_TIME
-                out += [(t, v, r) for t, v, r, key in reserved
-                        if t >= cutoff and key != own]
-            return out or None
+            entry[1] = now
+            events, queue = entry[2], self._reserved.get(host)
+            if not events and not queue:
+                return None
+            if events:
+                if events[0][0] < now - horizon:
+                    while events and events[0][0] < now - horizon:
+                        events.popleft()
+                    entry[3] = None
+                if entry[3] is None or entry[3][0] != settle or \
+                        now >= entry[3][1]:
+                    entry[3] = _sum_events(events, now, settle)
+                vcpus, ram = entry[3][2], entry[3][3]
+            else:
+                vcpus = ram = (0,) * len(settle)
+            if queue:
+                self._lapse(host, queue, now)
+                self._drop_if_empty(host)
+                mine = [(v, r) for _, v, r, key in queue if key != own]
+                if mine:
+                    v = sum(m[0] for m in mine)
+                    r = sum(m[1] for m in mine)
+                    vcpus = tuple(x + v for x in vcpus)
+                    ram = tuple(x + r for x in ram)
+            return vcpus, ram
+
+
+def _sum_events(events, now, settle):
+    """``(settle, valid until, vcpus [P], ram [P])`` of one host's changes.
+
+    The sums hold until the first counted change gets older than its
+    policy's settle time.
+    """
+    vcpus, ram, until = [], [], math.inf
+    for s in settle:
+        cutoff = now - s
+        counted = [e for e in events if e[0] >= cutoff]
+        vcpus.append(sum(e[1] for e in counted))
+        ram.append(sum(e[2] for e in counted))
+        if counted:
+            until = min(until, counted[0][0] + s)
+    return settle, until, tuple(vcpus), tuple(ram)
 
 
 def request_key(spec_obj):
@@ -259,34 +342,32 @@ def loads_after(table, placements, host_states, spec_obj, now):
         measured load for a policy.
     """
     n = len(host_states)
-    fields = [_HOST_FIELDS(hs) for hs in host_states]
-    names = [f[0] for f in fields]
-    get, missing = table.index.get, table.missing
-    out = table.matrix[[get(name, missing) for name in names]].T.copy()
-    horizon = float(table.settle.max()) if len(table.settle) else 0.0
-    observe, own = placements.observe, request_key(spec_obj)
-    pending = [(i, ev) for i, ev in enumerate(
-        observe(f, now, horizon, own) for f in fields) if ev]
-    want = set(table.resources)
-    if not want - {None}:
-        return names, out
-    arr = np.array([(f[3], f[4]) for f in fields], dtype=float).reshape(n, 2)
+    fields = list(map(_HOST_FIELDS, host_states))
+    if not n:
+        return [], np.zeros((len(table.policies), 0))
+    names, _used, _free, vcpus_total, ram_total = zip(*fields)
+    out = table.matrix[list(map(table.index.get, names, itertools.repeat(
+        table.missing, n)))].T.copy()
+    positions, vcpus, ram = placements.pending(
+        fields, now, table.settle_key, request_key(spec_obj))
     req = request_size(spec_obj)
+    caps = None
     for p, resource in enumerate(table.resources):
         if resource == 'vcpu':
-            col = 0
+            col, added = 0, vcpus
         elif resource == 'memory_mb':
-            col = 1
+            col, added = 1, ram
         else:
             continue
+        if caps is None:
+            caps = np.array((vcpus_total, ram_total), dtype=float)
         extra = np.full(n, req[col])
-        cutoff = now - table.settle[p]
-        for i, events in pending:
-            extra[i] += sum(e[col + 1] for e in events if e[0] >= cutoff)
-        cap = arr[:, col]
+        if positions:
+            extra[positions] += [a[p] for a in added]
+        cap = caps[col]
         with np.errstate(divide='ignore', invalid='ignore'):
             out[p] += np.where(cap > 0, extra / cap, 0.0)
-    return names, out
+    return list(names), out
 
 
 class HostLoadCache:
@@ -308,6 +389,7 @@ class HostLoadCache:
         self._lock = threading.Lock()
         self._memo_lock = threading.Lock()
         self._memo = collections.OrderedDict()
+        self._after = collections.OrderedDict()
         self._table = None
         self._fetched = False
         self._valid_until = 0.0
@@ -361,6 +443,44 @@ class HostLoadCache:
                 while len(self._memo) > REQUEST_MEMO:
                     self._memo.popitem(last=False)
         return table
+
+    def remember_after(self, request, table, hosts, after):
+        """Keep the filter's loads after placement for the same request.
+
+        :param hosts: the HostStates the filter passed, in order.
+        :param after: array [P, len(hosts)] of their loads after.
+        """
+        try:
+            ref = weakref.ref(request)
+        except TypeError:
+            return
+        with self._memo_lock:
+            self._after[id(request)] = (ref, table,
+                                        self.placements.generation,
+                                        hosts, after)
+            self._after.move_to_end(id(request))
+            while len(self._after) > REQUEST_MEMO:
+                self._after.popitem(last=False)
+
+    def recall_after(self, request, table, hosts):
+        """The filter's loads after, if still right for these hosts.
+
+        Right when they come from the same request and table, for the same
+        HostStates in the same order (no filter after ours dropped one),
+        and no reservation or allocation change was seen since.
+
+        :returns: array [P, len(hosts)], or None.
+        """
+        with self._memo_lock:
+            hit = self._after.get(id(request))
+        if hit is None or hit[0]() is not request or hit[1] is not table \
+                or hit[2] != self.placements.generation:
+            return None
+        kept = hit[3]
+        if len(kept) != len(hosts) or any(
+                a is not b for a, b in zip(kept, hosts)):
+            return None
+        return hit[4]
 
     def _current(self):
         if not self._lock.acquire(blocking=False):

@@ -50,9 +50,16 @@ from nova_kronos import scoring
 LOG = logging.getLogger(__name__)
 
 MULTIPLIER_KEY = 'kronos_weight_multiplier'
-#: Best candidates whose exact (per-aggregate) multiplier is looked up to
+#: Most candidates whose exact (per-aggregate) multiplier is looked up to
 #: predict Nova's choice.
-CHOICE_CANDIDATES = 8
+CHOICE_CANDIDATES = 64
+
+
+# id(HostState) -> (HostState, its aggregates, default, multiplier).
+# nova-scheduler keeps one HostState per host and gives it a new list of
+# the same Aggregate objects per request; an aggregate whose metadata
+# changes is a new object (HostManager.update_aggregates).
+_HOSTS = {}
 
 
 class PrometheusWeigher(weights.BaseHostWeigher):
@@ -65,13 +72,41 @@ class PrometheusWeigher(weights.BaseHostWeigher):
     minval = 0.0
     maxval = 1.0
 
+    #: ``[kronos] weight_multiplier`` as last read (weigh_objects refreshes
+    #: it; Nova asks for the multiplier of every host of every request).
+    _default = None
+
     def weight_multiplier(self, host_state):
-        default = loads_mod.shared_cache().settings.kronos.weight_multiplier
+        default = self._default
+        if default is None:
+            default = self._read_default()
+        # Nova asks for every host of every request: remembered per host
+        # while its aggregates and the default stay the same.
+        aggregates = host_state.aggregates
+        known = _HOSTS.get(id(host_state))
+        if known is not None and known[0] is host_state and \
+                known[1] == aggregates and known[2] == default:
+            return known[3]
         try:
-            return scheduler_utils.get_weight_multiplier(
-                host_state, MULTIPLIER_KEY, default)
+            value = default
+            # Nova's helper only for hosts in an aggregate with the key.
+            for aggregate in aggregates:
+                if MULTIPLIER_KEY in aggregate.metadata:
+                    value = scheduler_utils.get_weight_multiplier(
+                        host_state, MULTIPLIER_KEY, default)
+                    break
         except Exception:  # never break scheduling
             return default
+        if len(_HOSTS) > 100000:
+            _HOSTS.clear()
+        _HOSTS[id(host_state)] = (host_state, list(aggregates), default,
+                                  value)
+        return value
+
+    def _read_default(self):
+        self._default = loads_mod.shared_cache().settings.kronos.\
+            weight_multiplier
+        return self._default
 
     def weigh_objects(self, weighed_obj_list, weight_properties):
         # Computed here, not per host: one pass over the candidates, and no
@@ -79,11 +114,16 @@ class PrometheusWeigher(weights.BaseHostWeigher):
         try:
             cache = loads_mod.shared_cache()
             table = cache.get(weight_properties)
+            self._read_default()
             if table is None or not weighed_obj_list:
                 return [scoring.NEUTRAL] * len(weighed_obj_list)
-            _names, after = loads_mod.loads_after(
-                table, cache.placements, [o.obj for o in weighed_obj_list],
-                weight_properties, cache.clock())
+            hosts = [o.obj for o in weighed_obj_list]
+            # The filter's, when it ran just before for the same hosts.
+            after = cache.recall_after(weight_properties, table, hosts)
+            if after is None:
+                _names, after = loads_mod.loads_after(
+                    table, cache.placements, hosts, weight_properties,
+                    cache.clock())
             values = scoring.host_weights(after, table.modes, table.weights,
                                           table.thresholds)
             self._reserve(cache, weighed_obj_list, values, weight_properties)
@@ -107,15 +147,22 @@ class PrometheusWeigher(weights.BaseHostWeigher):
         vcpus, ram_mb = loads_mod.request_size(spec_obj)
         if not vcpus and not ram_mb:
             return
-        default = cache.settings.kronos.weight_multiplier
+        default = self._default
         totals = np.fromiter((o.weight for o in objs), float, len(objs))
         totals += default * values
         best, best_total = None, None
-        for i in np.argsort(-totals, kind='stable')[:CHOICE_CANDIDATES]:
-            total = objs[i].weight + self.weight_multiplier(
-                objs[i].obj) * values[i]
+        # Down the ranking with the default multiplier: a host with the
+        # default is ranked exactly, and every host below it ranks lower
+        # unless an aggregate raises its multiplier above the default
+        # (values are >= 0), which the prediction does not foresee.
+        order = np.argsort(-totals, kind='stable')[:CHOICE_CANDIDATES]
+        for i in order:
+            multiplier = self.weight_multiplier(objs[i].obj)
+            total = objs[i].weight + multiplier * values[i]
             if best_total is None or total > best_total:
                 best, best_total = i, total
+            if multiplier == default:
+                break
         cache.placements.reserve(objs[best].obj.host, vcpus, ram_mb,
                                  loads_mod.request_key(spec_obj),
                                  cache.clock())

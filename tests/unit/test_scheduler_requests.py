@@ -162,6 +162,28 @@ class TestBursts(RequestTestBase):
         self.assertNotEqual(first.host, second.host)
         self.assertEqual([0.5, 0.5, 0.375], self.after())
 
+    def test_weigher_sees_a_reservation_made_after_its_filter_ran(self):
+        # Request A is filtered; request B is filtered, weighed and
+        # reserved on h1 meanwhile; A's weigher must not reuse its filter's
+        # loads, which predate B's reservation.
+        a, b = self.spec(), self.spec()
+        passed_a = list(filters.PrometheusFilter().filter_all(self.hosts, a))
+        self.assertEqual('h1', self.schedule(b).host)
+        weighed = nova_weights.HostWeightHandler().get_weighed_objects(
+            [weights.PrometheusWeigher()], passed_a, a)
+        self.assertNotEqual('h1', weighed[0].obj.host)
+
+    def test_weigher_reuses_the_filters_loads_for_the_same_hosts(self):
+        spec = self.spec()
+        passed = list(filters.PrometheusFilter().filter_all(self.hosts,
+                                                            spec))
+        table = self.cache.get(spec)
+        self.assertIsNotNone(self.cache.recall_after(spec, table, passed))
+        # Another filter after ours dropped a host: computed again.
+        self.assertIsNone(self.cache.recall_after(spec, table, passed[1:]))
+        self.assertIsNone(self.cache.recall_after(self.spec(), table,
+                                                  passed))
+
     def test_reservation_lapses_when_the_host_never_grows(self):
         self.assertEqual('h1', self.schedule(self.spec()).host)
         self.clock.now += loads.RESERVATION_TIME + 1
