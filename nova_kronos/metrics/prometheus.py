@@ -525,6 +525,16 @@ class PrometheusSource(metrics.MetricSource):
             'Prometheus at %s did not answer within %s s (%s); %s'
             % (url, _seconds(seconds), by, what))
 
+    def _unreachable(self, url, what, limit, error):
+        """The MetricsError for a requests error: out of time, unreachable.
+
+        requests' errors are OSErrors; so is a CA file gone since start-up.
+        """
+        if _is_timeout(error) or time.monotonic() >= limit[0]:
+            return self._time_up(url, what, limit)
+        return metrics.MetricsError('Prometheus at %s cannot be reached: %s'
+                                    % (url, self._reason(error)))
+
     def query(self, promql, deadline=None):
         """Run one instant query.
 
@@ -565,13 +575,7 @@ class PrometheusSource(metrics.MetricSource):
                     'object (%s)'
                     % (url, self._not_quoted(exchange.response))) from None
             except OSError as e:
-                # requests' errors are OSErrors; so is a CA file gone since
-                # start-up.
-                if _is_timeout(e) or time.monotonic() >= limit[0]:
-                    raise self._time_up(url, what, limit) from e
-                raise metrics.MetricsError(
-                    'Prometheus at %s cannot be reached: %s'
-                    % (url, self._reason(e))) from e
+                raise self._unreachable(url, what, limit, e) from e
             except (KeyError, TypeError):
                 body = _json_object(exchange.response)
                 if body is not None and _is_error(body):
@@ -661,13 +665,7 @@ class PrometheusSource(metrics.MetricSource):
         except _TimeUp:
             raise self._time_up(url, what, limit) from None
         except OSError as e:
-            # requests' errors are OSErrors; so is a CA file gone since
-            # start-up.
-            if _is_timeout(e) or time.monotonic() >= limit[0]:
-                raise self._time_up(url, what, limit) from e
-            raise metrics.MetricsError(
-                'Prometheus at %s cannot be reached: %s'
-                % (url, self._reason(e))) from e
+            raise self._unreachable(url, what, limit, e) from e
         body = _json_object(response)
         if body is None:
             if response.status_code == 200:

@@ -191,20 +191,18 @@ class SyntheticCloud(object):
     def _node_series(self, host, stamps, start):
         common = {'instance': '%s:%d' % (host.name, NODE_PORT),
                   'job': 'node'}
-        user_rate = host.busy_cores() / host.cpus
-        idle_rate = 1.0 - user_rate
         for cpu in range(host.cpus):
             # Large, distinct bases (like a machine up for ~12 days) make
             # sure extrapolation never clamps at zero.
-            for mode, rate, base in (('idle', idle_rate, 1.0e6),
-                                     ('user', user_rate, 2.0e5)):
+            for mode, base in (('idle', 1.0e6), ('user', 2.0e5)):
                 labels = dict(common, __name__='node_cpu_seconds_total',
                               cpu=str(cpu), mode=mode)
-                yield labels, _linear(base + cpu, rate, start, stamps)
+                yield labels, self._cpu_samples(host, mode, base + cpu,
+                                                start, stamps)
         yield (dict(common, __name__='node_memory_MemTotal_bytes'),
                _constant(host.mem_bytes, stamps))
         yield (dict(common, __name__='node_memory_MemAvailable_bytes'),
-               _constant(host.mem_available(), stamps))
+               self._mem_available_samples(host, stamps))
         yield (dict(common, __name__='node_uname_info', nodename=host.name,
                     sysname='Linux', release='6.1.0-synthetic',
                     version='#1 SMP', machine='x86_64',
@@ -225,13 +223,31 @@ class SyntheticCloud(object):
                    _constant(1, stamps))
             yield (dict(per_domain,
                         __name__='libvirt_domain_info_cpu_time_seconds_total'),
-                   _linear(1000.0 * (idx + 1), vm.busy_cores, start, stamps))
+                   self._vm_cpu_samples(vm, 1000.0 * (idx + 1), start,
+                                        stamps))
             yield (dict(per_domain,
                         __name__='libvirt_domain_info_virtual_cpus'),
                    _constant(vm.vcpus, stamps))
             yield (dict(per_domain,
                         __name__='libvirt_domain_memory_stats_rss_bytes'),
-                   _constant(vm.rss_bytes, stamps))
+                   self._vm_rss_samples(vm, stamps))
+
+    # -- sample values (VaryingCloud makes them change in time) ------------
+
+    def _cpu_samples(self, host, mode, base, start, stamps):
+        """A host's per-cpu ``mode`` counter, starting at ``base``."""
+        user = host.busy_cores() / host.cpus
+        return _linear(base, user if mode == 'user' else 1.0 - user, start,
+                       stamps)
+
+    def _mem_available_samples(self, host, stamps):
+        return _constant(host.mem_available(), stamps)
+
+    def _vm_cpu_samples(self, vm, base, start, stamps):
+        return _linear(base, vm.busy_cores, start, stamps)
+
+    def _vm_rss_samples(self, vm, stamps):
+        return _constant(vm.rss_bytes, stamps)
 
     # -- expectations -----------------------------------------------------
 
@@ -401,55 +417,19 @@ class VaryingCloud(SyntheticCloud):
             samples.append((ts * 1000, value))
         return samples
 
-    def _node_series(self, host, stamps, start):
-        common = {'instance': '%s:%d' % (host.name, NODE_PORT),
-                  'job': 'node'}
-
+    def _cpu_samples(self, host, mode, base, start, stamps):
         def user(ts):
             return self.host_busy(host, ts) / host.cpus
 
-        def idle(ts):
-            return 1.0 - user(ts)
+        return self._counter(base, user if mode == 'user'
+                             else (lambda ts: 1.0 - user(ts)), stamps)
 
-        for cpu in range(host.cpus):
-            # The base class's counter bases, for the same reason.
-            for mode, rate_at, base in (('idle', idle, 1.0e6),
-                                        ('user', user, 2.0e5)):
-                labels = dict(common, __name__='node_cpu_seconds_total',
-                              cpu=str(cpu), mode=mode)
-                yield labels, self._counter(base + cpu, rate_at, stamps)
-        yield (dict(common, __name__='node_memory_MemTotal_bytes'),
-               _constant(host.mem_bytes, stamps))
-        yield (dict(common, __name__='node_memory_MemAvailable_bytes'),
-               [(ts * 1000, float(self.host_mem_available(host, ts)))
-                for ts in stamps])
-        yield (dict(common, __name__='node_uname_info', nodename=host.name,
-                    sysname='Linux', release='6.1.0-synthetic',
-                    version='#1 SMP', machine='x86_64',
-                    domainname='(none)'),
-               _constant(1, stamps))
+    def _mem_available_samples(self, host, stamps):
+        return [(ts * 1000, float(self.host_mem_available(host, ts)))
+                for ts in stamps]
 
-    def _libvirt_series(self, host, stamps, start):
-        common = {'instance': '%s:%d' % (host.name, LIBVIRT_PORT),
-                  'job': 'libvirt'}
-        for idx, vm in enumerate(host.vms):
-            per_domain = dict(common, domain=vm.domain)
-            yield (dict(per_domain, __name__='libvirt_domain_openstack_info',
-                        instance_name=vm.name or 'vm-%s' % vm.uuid[:8],
-                        instance_id=vm.uuid, flavor_name=vm.flavor_name,
-                        project_id=vm.project_id, project_name='demo',
-                        user_id='fedcba9876543210fedcba9876543210',
-                        user_name='demo'),
-                   _constant(1, stamps))
-            yield (dict(per_domain,
-                        __name__='libvirt_domain_info_cpu_time_seconds_total'),
-                   self._counter(1000.0 * (idx + 1),
-                                 lambda ts, vm=vm: self.vm_busy(vm, ts),
-                                 stamps))
-            yield (dict(per_domain,
-                        __name__='libvirt_domain_info_virtual_cpus'),
-                   _constant(vm.vcpus, stamps))
-            yield (dict(per_domain,
-                        __name__='libvirt_domain_memory_stats_rss_bytes'),
-                   [(ts * 1000, float(self.vm_rss(vm, ts)))
-                    for ts in stamps])
+    def _vm_cpu_samples(self, vm, base, start, stamps):
+        return self._counter(base, lambda ts: self.vm_busy(vm, ts), stamps)
+
+    def _vm_rss_samples(self, vm, stamps):
+        return [(ts * 1000, float(self.vm_rss(vm, ts))) for ts in stamps]

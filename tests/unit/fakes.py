@@ -78,3 +78,13 @@ class ListSource(metrics.MetricSource):
         if isinstance(self.answers, Exception):
             raise self.answers
         return self.answers.get(promql, [])
+
+
+class Clock:
+    """A monotonic clock tests move by hand: ``clock.now += 31``."""
+
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now

@@ -40,14 +40,6 @@ policies:
 """
 
 
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
 class SchedulerTestBase(testtools.TestCase):
 
     mode = 'spread'
@@ -67,7 +59,7 @@ class SchedulerTestBase(testtools.TestCase):
         self.source = fakes.ListSource({'cpu_host': [
             ({'nodename': 'h1'}, 0.1), ({'nodename': 'h2'}, 0.6),
             ({'nodename': 'h3'}, 0.9)]})
-        self.clock = Clock()
+        self.clock = fakes.Clock()
         self.cache = loads.HostLoadCache(self.conf, clock=self.clock,
                                          source=self.source)
         self.useFixture(fixtures.MockPatchObject(

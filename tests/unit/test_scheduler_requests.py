@@ -54,14 +54,6 @@ policies:
 """
 
 
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
 class RequestTestBase(testtools.TestCase):
 
     mode = 'spread'
@@ -80,7 +72,7 @@ class RequestTestBase(testtools.TestCase):
         self.conf.set_override('weigher_cache_ttl', 30, group='kronos')
         self.source = fakes.ListSource({'cpu_host': [
             ({'nodename': h}, v) for h, v in self.host_loads.items()]})
-        self.clock = Clock()
+        self.clock = fakes.Clock()
         self.cache = loads.HostLoadCache(self.conf, clock=self.clock,
                                          source=self.source)
         self.useFixture(fixtures.MockPatchObject(
