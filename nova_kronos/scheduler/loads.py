@@ -122,8 +122,8 @@ class RecentPlacements:
 
     nova-scheduler updates the HostState only after it has claimed the
     chosen host in Placement, an HTTP call during which concurrent requests
-    are weighed. So the weigher also :meth:`reserve` s the request's flavor
-    on the host it predicts Nova will choose; the reservation counts at
+    are weighed. So the weigher also reserves (:meth:`reserve`) the
+    request's flavor on the host it predicts Nova will choose; it counts at
     once, ends when an increase of that host's allocations is seen (which
     then counts instead) and lapses after :data:`RESERVATION_TIME` seconds
     (the prediction was wrong, or the claim failed).
