@@ -325,13 +325,21 @@ def loads_after(table, placements, host_states, spec_obj, now):
     """Loads each host would have after taking the request.
 
     Measured load, plus the recent placements of :class:`RecentPlacements`
-    within each policy's settle time, plus the request's flavor: for a
-    policy whose ``resource`` is ``vcpu`` a server adds ``vcpus /
-    vcpus_total`` (its vCPUs fully busy on the host's physical CPUs), for
-    ``memory_mb`` ``memory_mb / total_usable_ram_mb`` (its RAM resident);
-    a policy without ``resource`` adds nothing. That is a just-placed
-    server's load at its flavor's size, the prediction Kubernetes' Trimaran
-    load-aware plugins make from a pod's request.
+    within each policy's settle time, plus the request's flavor. For a
+    policy whose ``resource`` is ``vcpu`` (``memory_mb``), ``n`` vCPUs
+    (MiB) added to host ``h`` add ``u * n / capacity[h]``: ``capacity`` is
+    the HostState's ``vcpus_total`` (physical CPUs; ``total_usable_ram_mb``)
+    and ``u`` is the load the candidates carry per allocated unit::
+
+        u = sum_h load[h] * capacity[h] / sum_h allocated[h]
+
+    over the candidates with data (``vcpus_used``; ``total_usable_ram_mb -
+    free_ram_mb``), at most 1, and 1 (the flavor fully busy, Kubernetes'
+    Trimaran prediction from a pod's request) while nothing is allocated.
+    With 4 vCPUs allocated per physical CPU at a load of 0.3, u = 0.075: a
+    new server is predicted as busy as the average allocated vCPU, not as a
+    whole physical CPU per vCPU. A policy without ``resource`` adds
+    nothing.
 
     :param table: :class:`LoadTable`.
     :param placements: :class:`RecentPlacements`.
@@ -345,13 +353,13 @@ def loads_after(table, placements, host_states, spec_obj, now):
     fields = list(map(_HOST_FIELDS, host_states))
     if not n:
         return [], np.zeros((len(table.policies), 0))
-    names, _used, _free, vcpus_total, ram_total = zip(*fields)
+    names, vcpus_used, free_ram, vcpus_total, ram_total = zip(*fields)
     out = table.matrix[list(map(table.index.get, names, itertools.repeat(
         table.missing, n)))].T.copy()
     positions, vcpus, ram = placements.pending(
         fields, now, table.settle_key, request_key(spec_obj))
     req = request_size(spec_obj)
-    caps = None
+    arrays = None
     for p, resource in enumerate(table.resources):
         if resource == 'vcpu':
             col, added = 0, vcpus
@@ -359,15 +367,35 @@ def loads_after(table, placements, host_states, spec_obj, now):
             col, added = 1, ram
         else:
             continue
-        if caps is None:
-            caps = np.array((vcpus_total, ram_total), dtype=float)
+        if arrays is None:
+            # [capacity vcpu, capacity ram, used vcpu, used ram]
+            arrays = np.array((vcpus_total, ram_total, vcpus_used, free_ram),
+                              dtype=float)
+            arrays[3] = arrays[1] - arrays[3]
+        cap, used = arrays[col], arrays[col + 2]
         extra = np.full(n, req[col])
         if positions:
             extra[positions] += [a[p] for a in added]
-        cap = caps[col]
         with np.errstate(divide='ignore', invalid='ignore'):
-            out[p] += np.where(cap > 0, extra / cap, 0.0)
+            out[p] += np.where(cap > 0, per_unit_load(out[p], cap, used)
+                               * extra / cap, 0.0)
     return list(names), out
+
+
+def per_unit_load(loads, capacity, used):
+    """Load per allocated unit ``u`` (see :func:`loads_after`), in [0, 1].
+
+    :param loads: array [H] of measured loads, NaN where unknown.
+    :param capacity: array [H] of the hosts' sizes in the resource.
+    :param used: array [H] of the units allocated on them.
+    :returns: float.
+    """
+    known = ~np.isnan(loads) & (capacity > 0)
+    allocated = used[known].sum()
+    if allocated <= 0:
+        return 1.0
+    return float(min(1.0, max(0.0, (loads[known] * capacity[known]).sum()
+                              / allocated)))
 
 
 class HostLoadCache:

@@ -221,6 +221,20 @@ class TestBursts(RequestTestBase):
         self.clock.now += 101
         self.assertEqual([0.25, 0.25, 0.25], self.after(0))
 
+    def test_new_servers_are_as_busy_as_the_average_allocated_vcpu(self):
+        # 24 vCPUs allocated on each 8-CPU host at a load of 0.25: each
+        # allocated vCPU carries 0.25 * 8 / 24 = 1/12 of a CPU, so a 1-vCPU
+        # server adds (1/12) / 8 = 1/96, not 1/8.
+        for h in self.hosts:
+            h.vcpus_used = 24
+        self.assertAlmostEqual(0.25 + 1 / 96, self.after()[0])
+        # Few vCPUs allocated for the load (0.25 * 8 / 1 = 2 CPUs per
+        # vCPU, e.g. load outside servers): at most one CPU per vCPU.
+        self.cache.placements = loads.RecentPlacements()
+        for h in self.hosts:
+            h.vcpus_used = 1
+        self.assertAlmostEqual(0.25 + 1 / 8, self.after()[1])
+
     def test_request_flavor_counts_with_host_size(self):
         self.hosts[1].vcpus_total = 16
         _, after = loads.loads_after(self.cache.get(), self.cache.placements,
