@@ -110,7 +110,7 @@ class PrometheusWeigher(weights.BaseHostWeigher):
 
     def weigh_objects(self, weighed_obj_list, weight_properties):
         # Computed here, not per host: one pass over the candidates, and no
-        # instance state shared between concurrent requests.
+        # per-request state on the (shared) weigher.
         try:
             cache = loads_mod.shared_cache()
             table = cache.get(weight_properties)
