@@ -60,6 +60,8 @@ import time
 
 import fixtures
 
+from tests.harness import processes
+
 KINDS = ('trickle', 'trickle-headers', 'echo-html', 'echo-json', 'silent')
 DEFAULT_STATUS = {'trickle': 200, 'echo-html': 502, 'echo-json': 200}
 
@@ -142,14 +144,7 @@ class FaultyHTTPServer(fixtures.Fixture):
     def stop(self):
         """Stop the child process (idempotent)."""
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        processes.stop(proc)
 
 
 # --------------------------------------------------------------------------

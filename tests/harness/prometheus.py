@@ -45,6 +45,8 @@ from google.protobuf import descriptor_pool
 from google.protobuf import message_factory
 import requests
 
+from tests.harness import processes
+
 ENV_BINARY = 'KRONOS_PROMETHEUS_BIN'
 
 #: Series per remote-write request.
@@ -288,13 +290,7 @@ class PrometheusServer(fixtures.Fixture):
 
     def _terminate(self):
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        processes.stop(proc)
         if self._log is not None:
             self._log.close()
             self._log = None
