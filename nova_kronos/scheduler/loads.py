@@ -74,8 +74,6 @@ class LoadTable:
     """Measured loads of every known host for the enabled policies.
 
     :ivar policies: tuple of enabled :class:`nova_kronos.policy.Policy`.
-    :ivar loads: dict host -> float array [P] (NaN where a policy has no
-        sample for the host).
     :ivar index: dict host -> row of :attr:`matrix`.
     :ivar matrix: array [H + 1, P]; the last row is all NaN (unknown host).
     :ivar settle: array [P]: seconds a placement is added to the loads.
@@ -94,7 +92,6 @@ class LoadTable:
             for h, v in per_policy.get(pol.name, {}).items():
                 self.matrix[self.index[h], p] = v
         self.missing = len(names)
-        self.loads = {h: self.matrix[i] for h, i in self.index.items()}
         self.settle = np.array(settle if settle is not None
                                else [0.0] * len(self.policies), dtype=float)
         self.settle_key = tuple(self.settle.tolist())
@@ -102,11 +99,6 @@ class LoadTable:
         self.modes = [p.mode for p in self.policies]
         self.weights = np.array([p.weight for p in self.policies])
         self.thresholds = np.array([p.threshold for p in self.policies])
-
-    def for_hosts(self, names):
-        """Array [P, len(names)] of measured loads, NaN for unknown hosts."""
-        idx = [self.index.get(n, self.missing) for n in names]
-        return self.matrix[idx].T
 
 
 class RecentPlacements:
