@@ -212,6 +212,14 @@ class TestSchedulingAgainstFaultyPrometheus(base.KronosFunctionalTestCase):
     readme_scheduler = True
     use_prometheus = False
 
+    def capture_logs(self):
+        """Every record of every logger from now on, at DEBUG."""
+        records = _Records()
+        root = logging.getLogger()
+        root.addHandler(records)
+        self.addCleanup(root.removeHandler, records)
+        return records
+
     def boot_against(self, kind, auth, **kwargs):
         server = self.useFixture(faulty_http.FaultyHTTPServer(
             kind, lifetime=30, **kwargs))
@@ -221,10 +229,7 @@ class TestSchedulingAgainstFaultyPrometheus(base.KronosFunctionalTestCase):
         for line in AUTHS[auth]:
             name, _, value = line.partition(' = ')
             self.flags(**{name: value, 'group': 'kronos_prometheus'})
-        records = _Records()
-        root = logging.getLogger()
-        root.addHandler(records)
-        self.addCleanup(root.removeHandler, records)
+        records = self.capture_logs()
         loads.reset_shared_cache()
         start = time.monotonic()
         created = self._create_server(name='%s-%s' % (kind, auth),
@@ -260,10 +265,7 @@ class TestSchedulingAgainstFaultyPrometheus(base.KronosFunctionalTestCase):
         url = server.url.replace('://', '://%s:%s@' % (USER, PASSWORD))
         self.flags(metric_source='prometheus', group='kronos')
         self.flags(url=url, group='kronos_prometheus')
-        records = _Records()
-        root = logging.getLogger()
-        root.addHandler(records)
-        self.addCleanup(root.removeHandler, records)
+        records = self.capture_logs()
         created = self._create_server(name='in-url', networks='none',
                                       az='az1')
         self.assertEqual('ACTIVE', created['status'])
