@@ -27,6 +27,7 @@ from tests.functional import base  # noqa: I100  isort:skip
 import base64
 import io
 import logging
+import os
 import time
 
 import fixtures
@@ -35,6 +36,7 @@ from testtools import content
 from nova_kronos.cmd import manage
 from nova_kronos.scheduler import loads
 from tests.harness import faulty_http
+from tests.harness import kronos_cloud
 
 USER = 'kronos-ops'
 PASSWORD = 'Fq8-pW3x7Lz'
@@ -259,6 +261,38 @@ class TestSchedulingAgainstFaultyPrometheus(base.KronosFunctionalTestCase):
                 _, lines = self.boot_against(kind, auth)
                 self.assertTrue([line for line in lines
                                  if expected in line], lines)
+
+    def test_install_doc_credentials_snippet(self):
+        # doc/source/install.rst's snippet, as written, with this test's
+        # server for the example URL and a password for "<secret>".
+        snippet = kronos_cloud.readme_scheduler_conf(
+            os.path.join(kronos_cloud.ROOT, 'doc', 'source', 'install.rst'),
+            section='Prometheus time limits and credentials')
+        self.assertEqual(['kronos_prometheus'], list(snippet))
+        server = self.useFixture(faulty_http.FaultyHTTPServer('echo-json'))
+        self.flags(metric_source='prometheus', group='kronos')
+        for name, values in snippet['kronos_prometheus'].items():
+            value = {'url': server.url, 'password': PASSWORD}.get(
+                name, values[-1])
+            if name == 'password':
+                self.assertEqual('<secret>', values[-1])
+            self.flags(**{name: value, 'group': 'kronos_prometheus'})
+        records = self.capture_logs()
+        loads.reset_shared_cache()
+        created = self._create_server(name='doc-snippet', networks='none',
+                                      az='az1')
+        self.assertEqual('ACTIVE', created['status'])
+        lines = records.lines + self.stdlog.logger.output.splitlines()
+        # Basic authentication was sent (the server echoed it) and only
+        # ever shown redacted.
+        self.assertTrue([line for line in lines
+                         if 'Authorization: ***' in line], lines)
+        basic = base64.b64encode(('%s:%s' % (
+            snippet['kronos_prometheus']['username'][-1],
+            PASSWORD)).encode()).decode()
+        for line in lines:
+            self.assertNotIn(PASSWORD, line)
+            self.assertNotIn(basic, line)
 
     def test_credentials_in_the_url_are_refused(self):
         server = self.useFixture(faulty_http.FaultyHTTPServer('echo-json'))

@@ -69,7 +69,8 @@ def readme_scheduler_conf(path=README, section='Scheduler configuration'):
     """The nova.conf snippet of a section of an rst file (README.rst's).
 
     :param path: the rst file.
-    :param section: a section title; None: the file's first ini block.
+    :param section: a section title (``=`` or ``-`` underline); None: the
+        file's first ini block.
     :returns: ``{section: {option: [values]}}`` in file order; an option
         given twice (``available_filters``) has two values.
     :raises AssertionError: the section or its ``ini`` block is missing.
@@ -77,7 +78,7 @@ def readme_scheduler_conf(path=README, section='Scheduler configuration'):
     with open(path) as f:
         text = f.read()
     if section is not None:
-        match = re.search(r'^%s\n=+\n(.*?)^\S[^\n]*\n=+\n'
+        match = re.search(r'^%s\n[=-]+\n(.*?)(?:^\S[^\n]*\n[=-]+\n|\Z)'
                           % re.escape(section), text, re.S | re.M)
         assert match, '%s has no "%s" section' % (path, section)
         text = match.group(1)
