@@ -38,7 +38,9 @@ class Host:
     ``(total - reserved) * allocation_ratio`` (what Placement lets be
     allocated) and ``*_used`` the current allocations. ``usable`` is False
     when the nova-compute service is down, disabled or forced down;
-    ``unusable_reason`` then says which. ``node_uuids`` / ``node_names``
+    ``unusable_reason`` then says which; ``disabled`` is True when the
+    service is up but disabled (its servers can still be live-migrated
+    away: a host being drained). ``node_uuids`` / ``node_names``
     are its compute nodes (hypervisor id = Placement root provider UUID,
     hypervisor hostname).
     """
@@ -53,6 +55,7 @@ class Host:
     memory_mb_used: float = 0.0
     usable: bool = True
     unusable_reason: str = None
+    disabled: bool = False
     node_uuids: tuple = ()
     node_names: tuple = ()
 

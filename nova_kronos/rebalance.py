@@ -15,7 +15,8 @@
 ``run()`` does, in this order and nowhere else:
 
 1. load and validate the policies file (``[kronos] policies_file``);
-2. load the planner plugin (``[kronos_rebalance] planner``);
+2. load the planner plugin (``[kronos_rebalance] planner``; a drain
+   uses :class:`~nova_kronos.planner.drain.DrainPlanner`);
 3. connect to Nova and read the inventory of the requested scope;
 4. collect the metrics of the hosts in scope (``[kronos] metric_source``);
 5. plan up to ``max_migrations`` live migrations;
@@ -56,6 +57,11 @@ class Locked(RebalanceError):
     """Another run holds the lock of an aggregate in scope; nothing moved."""
 
 
+#: A drain's default budget: every server of the host(s), as an operator
+#: draining a host expects (``--max-migrations`` bounds it).
+DRAIN_BUDGET = 1000000
+
+
 @dataclasses.dataclass(frozen=True)
 class Request:
     """What one run is asked to do.
@@ -63,8 +69,16 @@ class Request:
     :ivar aggregates: aggregate names (empty: every aggregate).
     :ivar availability_zone: keep only aggregates of this zone, or None.
     :ivar execute: submit the planned moves (False: dry run).
-    :ivar max_migrations: largest number of moves to plan (>= 0).
+    :ivar max_migrations: largest number of moves to plan (>= 0; a
+        drain's default is :data:`DRAIN_BUDGET`).
     :ivar cloud: clouds.yaml cloud name, or None for ``[kronos_nova]``.
+    :ivar planner: planner plugin name (``spread``, ``pack``).
+    :ivar drain_hosts: host names to empty instead of balancing (the
+        scope is then, unless ``aggregates`` names it, every aggregate
+        holding one of them).
+    :ivar drain_disabled: drain the hosts in scope whose nova-compute is
+        disabled (but up) and still holds servers, when there are any.
+    :ivar settings: the :class:`nova_kronos.planner.Settings`.
     """
 
     aggregates: tuple = ()
@@ -72,22 +86,46 @@ class Request:
     execute: bool = False
     max_migrations: int = 5
     cloud: str = None
+    planner: str = 'spread'
+    drain_hosts: tuple = ()
+    drain_disabled: bool = False
+    settings: planner_mod.Settings = planner_mod.Settings()
 
     @classmethod
     def from_conf(cls, conf, aggregates=None, availability_zone=None,
-                  execute=None, max_migrations=None, cloud=None):
+                  execute=None, max_migrations=None, cloud=None,
+                  planner=None, drain_hosts=(), drain_disabled=None,
+                  **settings):
         """A request from ``[kronos_rebalance]``; non-None arguments win.
 
-        :raises BadInput: ``max_migrations`` is negative.
+        :param settings: :class:`nova_kronos.planner.Settings` fields
+            (``aggressiveness``, ``target_imbalance``, ``migration_cost``,
+            ``max_migrated_gib``); None values are read from the options.
+        :raises BadInput: ``max_migrations`` is negative, or a setting is
+            out of range.
         """
         opts = conf.kronos_rebalance
+        fields = {name: getattr(opts, name) for name in (
+            'aggressiveness', 'target_imbalance', 'migration_cost',
+            'max_migrated_gib', 'shared_storage', 'migration_rate')}
+        fields.update((k, v) for k, v in settings.items() if v is not None)
+        try:
+            chosen = planner_mod.Settings(**fields)
+        except ValueError as e:
+            raise BadInput(str(e)) from e
         request = cls(
             aggregates=tuple(aggregates or opts.aggregates or ()),
             availability_zone=availability_zone or opts.availability_zone,
             execute=(not opts.dry_run) if execute is None else bool(execute),
-            max_migrations=(opts.max_migrations if max_migrations is None
-                            else max_migrations),
-            cloud=cloud or opts.cloud)
+            max_migrations=(max_migrations if max_migrations is not None
+                            else DRAIN_BUDGET if drain_hosts
+                            else opts.max_migrations),
+            cloud=cloud or opts.cloud,
+            planner=planner or opts.planner,
+            drain_hosts=tuple(drain_hosts or ()),
+            drain_disabled=(opts.drain_disabled if drain_disabled is None
+                            else bool(drain_disabled)),
+            settings=chosen)
         if request.max_migrations < 0:
             raise BadInput('--max-migrations must be >= 0, got %d'
                            % request.max_migrations)
@@ -131,6 +169,11 @@ class Outcome:
         from nova_kronos.cloud import executor
         return [r for r in self.results or ()
                 if r.status != executor.SUCCEEDED]
+
+    @property
+    def unmovable(self):
+        """``(server_id, reason)`` a drain leaves behind (last round)."""
+        return list(self.plans[-1].unmovable) if self.plans else []
 
     @property
     def work_found(self):
@@ -190,8 +233,8 @@ def run(conf, request, conn=None, metric_source=None, stop=None,
     stop = stop or executor.Stop(grace=opts.stop_grace)
     policy_set = load_policies(conf)
     try:
-        planner = planner_mod.load_planner(
-            opts.planner, min_improvement=opts.min_improvement)
+        planner = planner_mod.load_planner(request.planner,
+                                           settings=request.settings)
     except planner_mod.PlannerError as e:
         raise BadInput(str(e)) from e
     if conn is None:
@@ -210,7 +253,8 @@ def run(conf, request, conn=None, metric_source=None, stop=None,
                        stop, clock)
     try:
         names = inventory.scope_names(conn, request.aggregates,
-                                      request.availability_zone)
+                                      request.availability_zone,
+                                      request.drain_hosts)
         url = coordination.backend_url(opts)
     except inventory.ScopeError as e:
         raise BadInput(str(e)) from e
@@ -302,7 +346,8 @@ def _plan_round(conf, request, conn, source, policy_set, planner, budget,
     try:
         fleet = inventory.read_fleet(
             conn, aggregates=request.aggregates,
-            availability_zone=request.availability_zone)
+            availability_zone=request.availability_zone,
+            hosts=request.drain_hosts)
     except inventory.ScopeError as e:
         raise BadInput(str(e)) from e
     except inventory.InventoryError as e:
@@ -332,6 +377,7 @@ def _plan_round(conf, request, conn, source, policy_set, planner, budget,
         remembered.add_quarantine(server_id, dest, until, why)
 
     oracle = nova_rules_oracle(conf, fleet, conn)
+    planner = drain_planner(request, fleet) or planner
     plan = planner.plan(fleet, policy_set, snapshot, budget, oracle=oracle,
                         memory=remembered)
     if oracle is not None:
@@ -339,6 +385,27 @@ def _plan_round(conf, request, conn, source, policy_set, planner, budget,
                             'not_evaluated': list(oracle.not_evaluated)}
     plan.memory = remembered.summary()
     return fleet, plan
+
+
+def drain_planner(request, fleet):
+    """The :class:`~nova_kronos.planner.drain.DrainPlanner` a round needs.
+
+    For ``drain_hosts``, always; with ``drain_disabled``, when a host in
+    scope has its nova-compute disabled but up and still holds a server
+    (else None: the round balances).
+    """
+    from nova_kronos.planner import drain
+    hosts = request.drain_hosts
+    if not hosts and request.drain_disabled:
+        busy = {s.host for s in fleet.servers.values() if s.migratable}
+        hosts = tuple(sorted(h.name for h in fleet.hosts.values()
+                             if h.disabled and h.name in busy))
+        if hosts:
+            LOG.info('kronos: draining disabled host(s) %s before any '
+                     'balancing', ', '.join(hosts))
+    if not hosts:
+        return None
+    return drain.DrainPlanner(hosts, settings=request.settings)
 
 
 def memory_options(conf):

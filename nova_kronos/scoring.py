@@ -95,7 +95,9 @@ def candidate_imbalance(loads, weights, src, shares, scale=None, dst=None):
 
     :param loads: array [P, H] of current loads of the hosts considered.
     :param weights: array [P].
-    :param src: int array [V]: index (into H) of each server's current host.
+    :param src: int array [V]: index (into H) of each server's current
+        host, or -1 for a server on a host outside the H considered (a
+        drained host): only its destination's load changes.
     :param shares: array [P, V]: each server's share of its current host.
     :param scale: optional array [P, V, D] of ``k`` factors (see module
         docstring); ``None`` means 1 everywhere.
@@ -113,10 +115,13 @@ def candidate_imbalance(loads, weights, src, shares, scale=None, dst=None):
         return total
     sums = loads.sum(axis=1)
     squares = (loads * loads).sum(axis=1)
+    src = np.asarray(src)
+    inside = (src >= 0)[:, None]                   # [V, 1]
     for p in range(n_pol):
         a = shares[p][:, None]                     # [V, 1]
         added = a if scale is None else a * scale[p]   # [V, D]
-        l_src = loads[p, src][:, None]             # [V, 1]
+        a = np.where(inside, a, 0.0)
+        l_src = np.where(inside, loads[p, src][:, None], 0.0)   # [V, 1]
         l_dst = loads[p, dst][None, :]             # [1, D]
         new_sum = sums[p] - a + added
         new_sq = (squares[p] - l_src ** 2 + (l_src - a) ** 2

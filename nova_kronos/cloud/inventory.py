@@ -83,20 +83,22 @@ def _capacity(inventories, resource_class):
     return total, (total - float(inv.reserved or 0)) * ratio
 
 
-def read_fleet(conn, aggregates=(), availability_zone=None):
+def read_fleet(conn, aggregates=(), availability_zone=None, hosts=()):
     """Build a :class:`nova_kronos.fleet.Fleet` for the requested scope.
 
     :param conn: ``openstack.connection.Connection`` with admin rights.
-    :param aggregates: aggregate names; empty means every aggregate.
+    :param aggregates: aggregate names; empty means every aggregate (or,
+        with ``hosts``, every aggregate holding one of them).
     :param availability_zone: keep only aggregates in this zone.
+    :param hosts: host names that must be in scope (a drain's hosts).
     :returns: :class:`nova_kronos.fleet.Fleet` whose ``aggregates`` are the
         scope and whose ``hosts`` are every host of those aggregates.
-    :raises ScopeError: a named aggregate does not exist or the scope is
-        empty.
+    :raises ScopeError: a named aggregate does not exist, the scope is
+        empty, or a host of ``hosts`` is in no aggregate of the scope.
     :raises InventoryError: an API call fails.
     """
     try:
-        return _read(conn, list(aggregates), availability_zone)
+        return _read(conn, list(aggregates), availability_zone, hosts)
     except InventoryError:
         raise
     except Exception as e:
@@ -104,7 +106,7 @@ def read_fleet(conn, aggregates=(), availability_zone=None):
                              % e) from e
 
 
-def scope_names(conn, aggregates=(), availability_zone=None):
+def scope_names(conn, aggregates=(), availability_zone=None, hosts=()):
     """Names of the aggregates a run over this scope covers.
 
     The same resolution as :func:`read_fleet`, reading only the aggregates
@@ -120,25 +122,36 @@ def scope_names(conn, aggregates=(), availability_zone=None):
         raise InventoryError('cannot read the host aggregates from Nova: %s'
                              % e) from e
     return [a.name for a in _chosen(all_aggs, list(aggregates),
-                                    availability_zone)]
+                                    availability_zone, hosts)]
 
 
-def _chosen(all_aggs, wanted, availability_zone):
+def _chosen(all_aggs, wanted, availability_zone, hosts=()):
     by_name = {a.name: a for a in all_aggs}
     missing = [n for n in wanted if n not in by_name]
     if missing:
         raise ScopeError('no host aggregate named %s (known: %s)' % (
             ', '.join(missing), ', '.join(sorted(by_name)) or 'none'))
     chosen = [by_name[n] for n in wanted] if wanted else all_aggs
+    if hosts and not wanted:
+        chosen = [a for a in chosen if set(a.hosts or ()) & set(hosts)]
     if availability_zone:
         chosen = [a for a in chosen
                   if a.availability_zone == availability_zone]
+    covered = {h for a in chosen for h in a.hosts or ()}
+    outside = [h for h in hosts if h not in covered]
+    if outside:
+        raise ScopeError(
+            'host %s is in no host aggregate of the scope (aggregates=%s, '
+            'availability_zone=%s): a drain moves servers inside the '
+            "host's aggregates" % (', '.join(outside),
+                                   ','.join(wanted) or 'all',
+                                   availability_zone or 'any'))
     return chosen
 
 
-def _read(conn, wanted, availability_zone):
+def _read(conn, wanted, availability_zone, hosts=()):
     all_aggs = list(conn.compute.aggregates())
-    chosen = _chosen(all_aggs, wanted, availability_zone)
+    chosen = _chosen(all_aggs, wanted, availability_zone, hosts)
     model = {a.name: fleet.Aggregate(
         name=a.name, hosts=tuple(a.hosts or ()),
         availability_zone=a.availability_zone,
@@ -179,7 +192,10 @@ def _read(conn, wanted, availability_zone):
             reason = 'nova-compute is disabled (%s)' % (
                 svc.disabled_reason or 'no reason given')
         host = fleet.Host(name=name, availability_zone=zone_of.get(name),
-                          usable=reason is None, unusable_reason=reason)
+                          usable=reason is None, unusable_reason=reason,
+                          disabled=reason is not None and svc is not None
+                          and svc.status != 'enabled'
+                          and svc.state == 'up' and not svc.is_forced_down)
         for hv in hypervisors.get(name, ()):
             host.node_uuids += (hv.id,)
             host.node_names += (hv.name,)

@@ -16,8 +16,13 @@ Usage::
 
     nova-kronos-manage [--config-file nova.conf] kronos rebalance \\
         [--aggregate NAME]... [--dry-run | --execute] [--max-migrations N] \\
+        [--planner spread|pack] [--aggressiveness 1-5] \\
+        [--target-imbalance I] [--max-migrated-gib GIB] \\
+        [--[no-]migration-cost] [--drain-disabled] \\
         [--max-parallel N] [--lock-timeout SECONDS] [--format table|json] \\
         [--periodic [--interval SECONDS]]
+    nova-kronos-manage [--config-file nova.conf] kronos drain \\
+        --host HOST [--host HOST]... [--dry-run | --execute] [...]
     nova-kronos-manage [--config-file nova.conf] kronos validate-policies \\
         [--offline]
 
@@ -30,7 +35,8 @@ Exit codes follow nova-manage's convention, extended:
 
 =====  ==============================================================
 0      nothing to do (dry run), or every planned move succeeded
-1      at least one move was refused, failed, timed out or not started
+1      at least one move was refused, failed, timed out or not started,
+       or a server cannot leave a host being drained
 2      bad input: options, config values, policies file, unknown
        aggregate, a PromQL query Prometheus cannot parse
 3      Prometheus, the Nova API or the lock service could not be
@@ -92,56 +98,69 @@ def _add_parsers(subparsers):
     rb = actions.add_parser(
         'rebalance', help='plan (and optionally run) live migrations',
         description='Plan live migrations that even out the load inside each '
-                    'host aggregate, using the policies file and the metric '
-                    'source. Dry run by default: prints the plan and moves '
-                    'nothing. With --execute, holds a lock per aggregate, '
-                    'submits each move as a live migration to an explicit '
-                    'host (Nova re-validates it), up to --max-parallel at '
-                    'once and one per host, and reports what Nova did; a '
-                    'refused or failed move is quarantined and the rest of '
-                    'the budget planned again. Servers migrated recently, '
-                    'migrating now or refused recently (read from Nova\'s '
-                    'migration records) are left alone, and recent '
-                    'migrations the metrics do not show yet are added to '
-                    'the measured loads. SIGINT/SIGTERM: submit nothing '
-                    'more and wait; a second signal aborts in-flight '
-                    'migrations.',
+                    'host aggregate (planner spread) or empty its least '
+                    'loaded hosts (planner pack), using the policies file '
+                    'and the metric source. Dry run by default: prints the '
+                    'plan and moves nothing. With --execute, holds a lock '
+                    'per aggregate, submits each move as a live migration '
+                    'to an explicit host (Nova re-validates it), up to '
+                    '--max-parallel at once and one per host, and reports '
+                    'what Nova did; a refused or failed move is quarantined '
+                    'and the rest of the budget planned again. Servers '
+                    'migrated recently, migrating now or refused recently '
+                    '(read from Nova\'s migration records) are left alone, '
+                    'and recent migrations the metrics do not show yet are '
+                    'added to the measured loads. SIGINT/SIGTERM: submit '
+                    'nothing more and wait; a second signal aborts '
+                    'in-flight migrations.',
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__[__doc__.index('Exit codes'):])
-    rb.add_argument('--aggregate', action='append', dest='aggregates',
-                    metavar='NAME',
-                    help='host aggregate to rebalance (repeatable; default: '
-                         '[kronos_rebalance] aggregates, else all)')
-    rb.add_argument('--availability-zone', metavar='AZ',
-                    help='only aggregates of this availability zone')
-    mode = rb.add_mutually_exclusive_group()
-    mode.add_argument('--dry-run', dest='execute', action='store_false',
-                      default=None, help='print the plan, migrate nothing '
-                                         '(the default)')
-    mode.add_argument('--execute', dest='execute', action='store_true',
-                      help='submit the planned live migrations')
-    rb.add_argument('--max-migrations', type=int, metavar='N',
-                    help='largest number of moves to plan (default: '
-                         '[kronos_rebalance] max_migrations)')
-    rb.add_argument('--format', choices=('table', 'json'), default='table',
-                    help='output format (default: table)')
-    rb.add_argument('--cloud', metavar='NAME',
-                    help='clouds.yaml cloud to use instead of [kronos_nova]')
+    _scope_and_run_args(rb)
+    rb.add_argument('--planner', metavar='NAME',
+                    help='planner plugin: spread or pack (default: '
+                         '[kronos_rebalance] planner)')
+    rb.add_argument('--aggressiveness', type=int, choices=range(1, 6),
+                    metavar='1-5',
+                    help='1 only relieves hosts above a threshold; 2-5 '
+                         'tolerate less imbalance and accept smaller '
+                         'gains (default: [kronos_rebalance] '
+                         'aggressiveness, 3)')
+    rb.add_argument('--target-imbalance', type=_positive(float, zero=True),
+                    metavar='I',
+                    help='stop inside an aggregate once its combined '
+                         'imbalance is at or below I (default: the '
+                         "level's tolerated imbalance)")
+    rb.add_argument('--drain-disabled', action='store_true', default=None,
+                    help='when hosts in scope have nova-compute disabled but '
+                         'up and still hold servers, drain them instead of '
+                         'balancing')
     rb.add_argument('--periodic', action='store_true',
                     help='run again every --interval seconds until stopped')
     rb.add_argument('--interval', type=_positive(int), metavar='SECONDS',
                     help='seconds between periodic runs (default: '
                          '[kronos_rebalance] interval, else 300)')
-    rb.add_argument('--max-parallel', type=_positive(int), metavar='N',
-                    help='live migrations in flight at once, at most one '
-                         'per host (default: [kronos_rebalance] '
-                         'max_parallel)')
-    rb.add_argument('--lock-timeout', type=_positive(float, zero=True),
-                    metavar='SECONDS',
-                    help='seconds to wait for another run holding an '
-                         "aggregate's lock (default: [kronos_rebalance] "
-                         'lock_timeout); exit code 5 when it stays taken')
 
+    dr = actions.add_parser(
+        'drain', help='plan (and optionally run) the evacuation of hosts '
+                      'by live migration',
+        description='Plan live migrations that move every server off the '
+                    'given host(s) to the other hosts of their aggregates, '
+                    'choosing destinations that keep each aggregate '
+                    'balanced, under the same rules as rebalance (server '
+                    'groups, capacity, thresholds, zones, Nova\'s '
+                    'scheduling rules). Largest servers first; when a '
+                    'server fits nowhere, one other server may be moved to '
+                    'make room. A server that cannot move is reported and '
+                    'the others still move. Dry run by default. Disable the '
+                    'host\'s nova-compute first (openstack compute service '
+                    'set --disable) so the scheduler places nothing new '
+                    'there.',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__[__doc__.index('Exit codes'):])
+    dr.add_argument('--host', action='append', dest='drain_hosts',
+                    metavar='HOST', required=True,
+                    help='compute host to empty (repeatable)')
+    _scope_and_run_args(dr, drain=True)
     vp = actions.add_parser(
         'validate-policies', help='check the policies file and exit',
         description='Load [kronos] policies_file, report every error with '
@@ -150,6 +169,54 @@ def _add_parsers(subparsers):
     vp.add_argument('--offline', action='store_true',
                     help='check the file only; do not ask Prometheus to '
                          'parse the queries')
+
+
+def _scope_and_run_args(parser, drain=False):
+    """Arguments rebalance and drain share."""
+    parser.add_argument(
+        '--aggregate', action='append', dest='aggregates', metavar='NAME',
+        help='host aggregate to work in (repeatable; default: %s)'
+        % ('every aggregate holding a drained host' if drain else
+           '[kronos_rebalance] aggregates, else all'))
+    parser.add_argument('--availability-zone', metavar='AZ',
+                        help='only aggregates of this availability zone')
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument('--dry-run', dest='execute', action='store_false',
+                      default=None, help='print the plan, migrate nothing '
+                                         '(the default)')
+    mode.add_argument('--execute', dest='execute', action='store_true',
+                      help='submit the planned live migrations')
+    parser.add_argument(
+        '--max-migrations', type=int, metavar='N',
+        help='largest number of moves to plan (default: [kronos_rebalance] '
+             'max_migrations)')
+    parser.add_argument(
+        '--max-migrated-gib', type=_positive(float, zero=True),
+        metavar='GIB',
+        help='largest total of GiB the live migrations may copy (RAM, plus '
+             'root disks of block migrations; default: [kronos_rebalance] '
+             'max_migrated_gib, else no limit)')
+    parser.add_argument(
+        '--migration-cost', action=argparse.BooleanOptionalAction,
+        default=None,
+        help='rank moves by gain per GiB copied (default: '
+             '[kronos_rebalance] migration_cost, true)')
+    parser.add_argument('--format', choices=('table', 'json'),
+                        default='table',
+                        help='output format (default: table)')
+    parser.add_argument('--cloud', metavar='NAME',
+                        help='clouds.yaml cloud to use instead of '
+                             '[kronos_nova]')
+    parser.add_argument(
+        '--max-parallel', type=_positive(int), metavar='N',
+        help='live migrations in flight at once, at most one per host '
+             '(default: [kronos_rebalance] max_parallel)')
+    parser.add_argument(
+        '--lock-timeout', type=_positive(float, zero=True),
+        metavar='SECONDS',
+        help="seconds to wait for another run holding an aggregate's lock "
+             '(default: [kronos_rebalance] lock_timeout); exit code 5 when '
+             'it stays taken')
 
 
 def _positive(kind, zero=False):
@@ -235,6 +302,8 @@ def exit_code(outcome):
     """nova-manage's convention for a finished run (see the module doc)."""
     if outcome.stopped:
         return EXIT_SIGNAL.get(outcome.stopped, 130)
+    if outcome.unmovable:
+        return EXIT_MOVE_FAILED
     if outcome.executed:
         return EXIT_MOVE_FAILED if outcome.failed_moves else EXIT_OK
     return EXIT_WORK_FOUND if outcome.work_found else EXIT_OK
@@ -259,10 +328,18 @@ def _request(conf, args):
                        ('lock_timeout', args.lock_timeout)):
         if value is not None:
             conf.set_override(opt, value, group='kronos_rebalance')
+    drain = args.action == 'drain'
     return rebalance_mod.Request.from_conf(
         conf, aggregates=args.aggregates,
         availability_zone=args.availability_zone, execute=args.execute,
-        max_migrations=args.max_migrations, cloud=args.cloud)
+        max_migrations=args.max_migrations, cloud=args.cloud,
+        planner=None if drain else args.planner,
+        drain_hosts=args.drain_hosts if drain else (),
+        drain_disabled=False if drain else args.drain_disabled,
+        aggressiveness=None if drain else args.aggressiveness,
+        target_imbalance=None if drain else args.target_imbalance,
+        max_migrated_gib=args.max_migrated_gib,
+        migration_cost=args.migration_cost)
 
 
 def outcome_document(outcome):
@@ -279,10 +356,18 @@ def outcome_document(outcome):
     held back: counts of frozen, cooling-down and quarantined servers and
     of overlaid migrations), ``overlay`` (migrations added to the measured
     loads because the metrics cannot reflect them yet), ``stopped`` (the
-    signal that stopped the run, or null) and ``feasibility`` (which of
+    signal that stopped the run, or null), ``feasibility`` (which of
     Nova's rules checked each move, and how many (server, host) pairs
-    were asked; null when not checked).
+    were asked; null when not checked), ``planner`` (spread, pack or
+    drain), ``settings`` (aggressiveness, target and tolerated imbalance,
+    migration cost, GiB limit), ``migrated_gib`` and
+    ``estimated_seconds`` (every move's GiB copied and estimated duration,
+    summed; each move has its own ``gib``, ``block_migration`` and
+    ``estimated_seconds``), each aggregate's ``freed_hosts`` (hosts the
+    plan empties), and ``unmovable`` (servers a drain leaves behind, with
+    the reason).
     """
+    settings = outcome.request.settings
     plan = outcome.plan
     moves = [(i, m) for i, p in enumerate(outcome.plans, 1)
              for m in p.moves]
@@ -296,6 +381,7 @@ def outcome_document(outcome):
             'dispersion_after': a.dispersion_after,
             'loads_before': a.loads_before, 'loads_after': a.loads_after,
             'rejected_candidates': a.rejections,
+            'freed_hosts': a.freed_hosts,
         } for a in plan.aggregates],
         'moves': [{
             'server_id': m.server_id, 'server_name': m.server_name,
@@ -303,6 +389,8 @@ def outcome_document(outcome):
             'aggregate': m.aggregate, 'reason': m.reason,
             'imbalance_before': m.imbalance_before,
             'imbalance_after': m.imbalance_after, 'round': i,
+            'gib': m.gib, 'block_migration': m.block_migration,
+            'estimated_seconds': round(m.estimated_seconds, 1),
         } for i, m in moves],
         'results': [{
             'server_id': r.move.server_id, 'status': r.status,
@@ -319,6 +407,20 @@ def outcome_document(outcome):
         'feasibility': dict(plan.feasibility,
                             pairs_asked=plan.oracle_queries)
         if plan.feasibility else None,
+        'planner': plan.planner,
+        'settings': {
+            'aggressiveness': settings.aggressiveness,
+            'target_imbalance': settings.target_imbalance,
+            'tolerated_imbalance': settings.tolerated_imbalance,
+            'migration_cost': settings.migration_cost,
+            'max_migrated_gib': settings.max_migrated_gib,
+            'migration_rate': settings.migration_rate,
+        },
+        'migrated_gib': sum(m.gib for _, m in moves),
+        'estimated_seconds': round(
+            sum(m.estimated_seconds for _, m in moves), 1),
+        'unmovable': [{'server_id': sid, 'reason': why}
+                      for sid, why in outcome.unmovable],
     }
 
 
@@ -340,6 +442,14 @@ def render_table(outcome, out):
     w = out.write
     w('Mode: %s\n' % ('execute' if outcome.request.execute
                       else 'dry run (nothing is migrated; use --execute)'))
+    st = outcome.request.settings
+    w('Planner: %s%s\n' % (plan.planner or outcome.request.planner, (
+        ', aggressiveness %d, tolerated imbalance %g, migration cost %s%s'
+        % (st.aggressiveness, st.tolerated_imbalance,
+           'on' if st.migration_cost else 'off',
+           ', at most %g GiB' % st.max_migrated_gib
+           if st.max_migrated_gib is not None else ''))
+        if plan.planner == 'spread' else ''))
     feas = plan.feasibility
     if feas:
         w("Nova's rules (%s mode) checked every move: %s; %d (server, host) "
@@ -363,6 +473,8 @@ def render_table(outcome, out):
         if a.rejections:
             w('candidate moves rejected in the last step: %s\n' % ', '.join(
                 '%s %d' % kv for kv in sorted(a.rejections.items())))
+        if a.freed_hosts:
+            w('hosts emptied: %s\n' % ', '.join(a.freed_hosts))
     overlay = plan.overlay
     if overlay:
         w('\nMigrations the metrics do not reflect yet, added to the '
@@ -377,20 +489,29 @@ def render_table(outcome, out):
     if moves:
         by_move = {id(r.move): r for r in results or ()}
         header = ['#', 'server', 'name', 'source', 'destination',
-                  'imbalance', 'reason']
+                  'imbalance', 'GiB', 'reason']
         if results is not None:
             header += ['result', 'now on']
         rows = []
         for i, m in enumerate(moves, 1):
             row = [i, m.server_id, m.server_name, m.source, m.destination,
                    '%.4f -> %.4f' % (m.imbalance_before, m.imbalance_after),
-                   m.reason]
+                   '%.1f%s' % (m.gib, ' (block)' if m.block_migration
+                               else ''), m.reason]
             if results is not None:
                 r = by_move.get(id(m))
                 row += (['%s: %s' % (r.status, r.detail), r.host or '?']
                         if r else ['', ''])
             rows.append(row)
         w(_table(header, rows))
+        total = sum(m.gib for m in moves)
+        w('Live migrations copy %.1f GiB: about %s at %g MiB/s, one after '
+          'the other (a lower bound: pages dirtied meanwhile are sent '
+          'again)\n' % (total, _duration(st.seconds(total)),
+                        st.migration_rate))
+    if outcome.unmovable:
+        w('\nLeft on the drained host(s) (%d):\n' % len(outcome.unmovable))
+        w(_table(['server', 'reason'], outcome.unmovable))
     if results:
         counts = {}
         for r in results:
@@ -402,6 +523,16 @@ def render_table(outcome, out):
     if plan.exclusions:
         w('\nExcluded (%d):\n' % len(plan.exclusions))
         w(_table(['kind', 'name', 'reason'], plan.exclusions))
+
+
+def _duration(seconds):
+    """``'42 s'``, ``'3 min 20 s'`` or ``'1 h 05 min'``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return '%d s' % seconds
+    if seconds < 3600:
+        return '%d min %02d s' % divmod(seconds, 60)
+    return '%d h %02d min' % (seconds // 3600, seconds % 3600 // 60)
 
 
 def render(outcome, fmt, out):
@@ -531,7 +662,7 @@ def main(argv=None, conn=None, out=None, err=None, metric_source=None,
         request = _request(conf, args)
         stop = stop or executor.Stop(grace=conf.kronos_rebalance.stop_grace)
         with _Signals(stop):
-            if not args.periodic:
+            if not getattr(args, 'periodic', False):
                 outcome = rebalance_mod.run(conf, request, conn=conn,
                                             metric_source=metric_source,
                                             stop=stop)

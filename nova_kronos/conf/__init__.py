@@ -130,15 +130,62 @@ rebalance_opts = [
     cfg.IntOpt('max_migrations', default=5, min=0,
                help='Largest number of live migrations one run plans.'),
     cfg.FloatOpt('min_improvement', default=0.001, min=0.0,
-                 help='A move is planned only if it lowers the combined '
-                      'imbalance of its aggregate by at least this much.'),
+                 deprecated_for_removal=True,
+                 deprecated_reason='An absolute drop of the imbalance '
+                                   'means less the more hosts an aggregate '
+                                   'has (from about 100 hosts no move '
+                                   'reached 0.001); aggressiveness and '
+                                   'target_imbalance replace it.',
+                 help='Ignored. Use aggressiveness and target_imbalance.'),
+    cfg.IntOpt('aggressiveness', default=3, min=1, max=5,
+               help='How much imbalance is tolerated and how small a move '
+                    'is still worth a live migration, numbered as VMware '
+                    'DRS numbers its migration threshold. Level: tolerated '
+                    'combined imbalance / smallest gain of a move in '
+                    'host-load units (the share of a host\'s load moved '
+                    'from a host one standard deviation above the mean to '
+                    'one below, the same at 20 or 1000 hosts): 1: only '
+                    'relieve hosts above a policy threshold; 2: 0.10 / '
+                    '0.02; 3: 0.05 / 0.005; 4: 0.02 / 0.002; 5: 0 / '
+                    '0.0005. At every level a move off a host above a '
+                    'threshold qualifies with any gain.'),
+    cfg.FloatOpt('target_imbalance', min=0.0, max=0.5,
+                 help='Stop moving servers inside an aggregate once its '
+                      'combined imbalance is at or below this. Default: '
+                      'the aggressiveness level\'s tolerated imbalance.'),
+    cfg.BoolOpt('migration_cost', default=True,
+                help='Rank moves by imbalance gain per GiB the live '
+                     'migration copies (RAM, plus the root disk for a '
+                     'block migration, plus 1 GiB for the fixed cost of a '
+                     'migration), so that for equal gain the smaller '
+                     'server moves. False ranks by gain alone.'),
+    cfg.FloatOpt('max_migrated_gib', min=0.0,
+                 help='Largest total of GiB one run\'s live migrations may '
+                      'copy. Default: no limit.'),
+    cfg.BoolOpt('shared_storage', default=False,
+                help='Instance disks are on shared storage (Ceph RBD, NFS): '
+                     'live migrations copy RAM only. When False, a server '
+                     'booted from an image is counted with its root disk '
+                     '(block migration); volume-backed servers never are.'),
+    cfg.FloatOpt('migration_rate', default=1000.0, min=1.0,
+                 help='MiB/s one live migration is assumed to copy, for the '
+                      'duration estimates of the report (about 1100 on a '
+                      'dedicated 10 Gbit/s link; Nova\'s [libvirt] '
+                      'live_migration_bandwidth caps it when set).'),
+    cfg.BoolOpt('drain_disabled', default=False,
+                help='When a host in scope has its nova-compute service '
+                     'disabled but up and still holds servers, plan the '
+                     'drain of those hosts instead of balancing (the '
+                     'next run balances once they are empty).'),
     cfg.IntOpt('migration_timeout', default=600, min=1,
                help='Seconds to wait for one live migration to finish.'),
     cfg.FloatOpt('poll_interval', default=2.0, min=0.01,
                  help='Seconds between two polls of a live migration.'),
     cfg.StrOpt('planner', default='spread',
                help='Planner plugin (stevedore namespace '
-                    'nova_kronos.planners).'),
+                    'nova_kronos.planners): spread (even out the load of '
+                    'spread-mode policies) or pack (empty the least loaded '
+                    'hosts, for pack-mode policies).'),
     cfg.StrOpt('feasibility', default='auto',
                choices=[
                    ('auto', 'scheduler when this nova.conf gives access to '

@@ -13,11 +13,13 @@
 
 """Planners turn a fleet and its metrics into an ordered list of moves.
 
-Planners are plugins in the stevedore namespace ``nova_kronos.planners``;
-each is a class taking keyword options and offering
+Planners are plugins in the stevedore namespace ``nova_kronos.planners``
+(``spread``, ``pack``); each is a class taking ``settings`` (a
+:class:`Settings`) and keyword options, and offering
 ``plan(fleet, policy_set, snapshot, max_migrations, oracle=None,
 memory=None) -> Plan`` (``memory``: a :class:`nova_kronos.history.Memory`
-built from Nova's migration records).
+built from Nova's migration records). :mod:`nova_kronos.planner.drain`
+plans the evacuation of named hosts with the same constraints.
 
 This package is part of the pure core: it imports neither Nova nor
 openstacksdk.
@@ -26,6 +28,127 @@ openstacksdk.
 import dataclasses
 
 NAMESPACE = 'nova_kronos.planners'
+
+#: Aggressiveness levels, numbered as VMware DRS numbers its migration
+#: threshold (1 most conservative, 5 most aggressive): level ->
+#: ``(tolerated imbalance, smallest gain)``. An aggregate whose combined
+#: imbalance is at or below the tolerated one is left alone (unless
+#: ``target_imbalance`` says otherwise), and a move must gain at least the
+#: smallest gain (see :func:`gain`). At every level a move that takes load
+#: off a host above a policy's threshold qualifies with any positive gain;
+#: level 1 plans only those.
+LEVELS = {
+    1: (None, None),
+    2: (0.10, 0.02),
+    3: (0.05, 0.005),
+    4: (0.02, 0.002),
+    5: (0.0, 0.0005),
+}
+
+#: What one live migration costs beyond the GiB it copies, in GiB: the
+#: fixed part (claim, switch-over pause, cleanup) counted as one GiB, so
+#: that the cost of moving a tiny server is not taken as nothing.
+MIGRATION_OVERHEAD_GIB = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How far and at what price a planner goes.
+
+    :ivar aggressiveness: 1-5, see :data:`LEVELS`.
+    :ivar target_imbalance: stop balancing an aggregate once its combined
+        imbalance is at or below this (None: the level's tolerated
+        imbalance).
+    :ivar migration_cost: rank moves by gain per GiB copied (plus
+        :data:`MIGRATION_OVERHEAD_GIB`) instead of by gain alone.
+    :ivar max_migrated_gib: largest total of GiB copied by one plan (None:
+        no limit).
+    :ivar shared_storage: instances' disks are on shared storage (Ceph
+        RBD, NFS): a live migration copies RAM only. Otherwise a server
+        booted from an image (not from a volume) needs a block migration
+        that copies its root disk too.
+    :ivar migration_rate: MiB/s assumed for a duration estimate.
+    :raises ValueError: a value out of range (the message names it).
+    """
+
+    aggressiveness: int = 3
+    target_imbalance: float = None
+    migration_cost: bool = True
+    max_migrated_gib: float = None
+    shared_storage: bool = False
+    migration_rate: float = 1000.0
+
+    def __post_init__(self):
+        if self.aggressiveness not in LEVELS:
+            raise ValueError('aggressiveness must be 1 to 5, got %r'
+                             % (self.aggressiveness,))
+        if self.target_imbalance is not None and not (
+                0.0 <= self.target_imbalance <= 0.5):
+            raise ValueError('target imbalance must be within [0, 0.5], '
+                             'got %r' % (self.target_imbalance,))
+        if self.max_migrated_gib is not None and not (
+                self.max_migrated_gib >= 0):
+            raise ValueError('max migrated GiB must be >= 0, got %r'
+                             % (self.max_migrated_gib,))
+        if not self.migration_rate > 0:
+            raise ValueError('migration rate must be > 0 MiB/s, got %r'
+                             % (self.migration_rate,))
+
+    @property
+    def relieve_only(self):
+        """Level 1: only moves off hosts above a policy's threshold."""
+        return LEVELS[self.aggressiveness][1] is None
+
+    @property
+    def tolerated_imbalance(self):
+        """Combined imbalance at or below which an aggregate is left be."""
+        if self.target_imbalance is not None:
+            return self.target_imbalance
+        tolerated = LEVELS[self.aggressiveness][0]
+        return 0.5 if tolerated is None else tolerated
+
+    @property
+    def min_gain(self):
+        """Smallest :func:`gain` of a move (inf at level 1)."""
+        g = LEVELS[self.aggressiveness][1]
+        return float('inf') if g is None else g
+
+    def move_gib(self, server):
+        """``(GiB copied, block migration?)`` for live-migrating ``server``.
+
+        RAM always; the root disk too when the server was booted from an
+        image and storage is not shared (Nova's ``block_migration='auto'``
+        chooses a block migration when the disk is not on shared storage;
+        a volume-backed server has no image and no local root disk).
+        """
+        gib = (server.memory_mb or 0) / 1024.0
+        block = (not self.shared_storage and server.image_id is not None
+                 and (server.flavor_disk_gb or 0) > 0)
+        if block:
+            gib += server.flavor_disk_gb
+        return gib, block
+
+    def seconds(self, gib):
+        """Estimated seconds to copy ``gib`` GiB at ``migration_rate``."""
+        return gib * 1024.0 / self.migration_rate
+
+
+def gain(imbalance_before, imbalance_after, hosts):
+    """A move's gain in host-load units, the same at every fleet size.
+
+    ``hosts * (I_before - I_after) / 2``. One move changes only two hosts,
+    so its effect on a standard deviation over ``hosts`` hosts shrinks as
+    ``1/hosts``; multiplying back makes one threshold mean the same at 20
+    and at 1000 hosts. For one policy, moving share ``a`` from a host one
+    standard deviation above the mean to one below gains ``a - a^2 /
+    (2 sigma)`` to first order: about the share of a host's load moved.
+
+    :param imbalance_before: float or array, combined imbalance before.
+    :param imbalance_after: float or array, after the move.
+    :param hosts: number of hosts the imbalance is taken over.
+    :returns: float or array.
+    """
+    return hosts * (imbalance_before - imbalance_after) / 2.0
 
 
 @dataclasses.dataclass
@@ -45,6 +168,13 @@ class Move:
     reason: str
     imbalance_before: float
     imbalance_after: float
+    #: GiB the live migration copies: the flavor's RAM, plus its root disk
+    #: when the move needs a block migration.
+    gib: float = 0.0
+    block_migration: bool = False
+    #: ``gib`` at :attr:`Settings.migration_rate` (a lower bound: pages
+    #: the guest dirties while it is copied are sent again).
+    estimated_seconds: float = 0.0
 
 
 @dataclasses.dataclass
@@ -68,6 +198,8 @@ class AggregateReport:
     loads_before: dict
     loads_after: dict
     rejections: dict = dataclasses.field(default_factory=dict)
+    #: Hosts the plan empties (pack and drain planners), in plan order.
+    freed_hosts: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -97,6 +229,20 @@ class Plan:
     feasibility: dict = None
     overlay: list = dataclasses.field(default_factory=list)
     memory: dict = None
+    #: ``(server_id, reason)`` for servers a drain had to leave behind.
+    unmovable: list = dataclasses.field(default_factory=list)
+    #: Which planner made it: ``spread``, ``pack`` or ``drain``.
+    planner: str = None
+
+    @property
+    def migrated_gib(self):
+        """GiB every planned move copies, summed."""
+        return sum(m.gib for m in self.moves)
+
+    @property
+    def estimated_seconds(self):
+        """Estimated seconds of the moves run one after the other."""
+        return sum(m.estimated_seconds for m in self.moves)
 
 
 class PlannerError(Exception):

@@ -13,25 +13,32 @@
 
 """Spread planner: greedy moves that lower each aggregate's imbalance.
 
-At each step, for every aggregate in scope, the planner scores every
-(candidate server, destination host) pair of that aggregate with
-:func:`nova_kronos.scoring.candidate_imbalance`, masks out the pairs a
-constraint forbids (:mod:`nova_kronos.constraints`), and keeps the pair
-that lowers the aggregate's combined imbalance most. The best of those
-across aggregates is applied to the planning state, and the loop repeats
-until the migration budget is spent or no move improves its aggregate by
-at least ``min_improvement``. A server is moved at most once per plan.
+At each step, for every aggregate in scope whose combined imbalance is
+above the tolerated one (:class:`nova_kronos.planner.Settings`), the
+planner scores (candidate server, destination host) pairs of that
+aggregate with :func:`nova_kronos.scoring.candidate_imbalance`, masks out
+the pairs a constraint forbids (:mod:`nova_kronos.constraints`), and keeps
+the pairs whose :func:`~nova_kronos.planner.gain` reaches the level's
+smallest gain (any positive gain for a move off a host above a policy's
+threshold). Among those it takes the best gain per GiB copied (with
+``migration_cost``; else the best gain), across aggregates, applies it to
+the planning state, and repeats until the migration or GiB budget is
+spent, every aggregate is within its target, or no move qualifies. A
+server is moved at most once per plan.
 
 The imbalance balanced here is that of the ``spread`` policies, their
 weights renormalised to sum to 1; ``pack`` policies only bound the
-destinations through their thresholds (consolidating is a pack planner's
-job).
+destinations through their thresholds (consolidating is
+:mod:`nova_kronos.planner.pack`'s job).
 
-Cost per step: ``O(P * V_a * H_a)`` vectorised per aggregate, with every
-lookup indexed (see :class:`~nova_kronos.planner.state.PlanningState`). In
-large aggregates a first pass looks only at moves from the most loaded to
-the least loaded hosts (``prune_hosts``), where the best moves are, and
-falls back to every pair when that pass finds nothing worth doing.
+Cost per step: ``O(P * V_a * H_a)`` vectorised per aggregate, scored in
+chunks of at most :data:`nova_kronos.planner.base.CHUNK_PAIRS` pairs so
+memory stays bounded, with every lookup indexed (see
+:class:`~nova_kronos.planner.state.PlanningState`). In large aggregates
+the planner first looks only at moves from the ``prune_hosts`` most loaded
+hosts to the ``prune_hosts`` least loaded ones, where the best moves are,
+and widens the window fourfold each time it finds nothing that
+qualifies, up to every pair.
 
 With a :class:`nova_kronos.history.Memory` (Nova's recent live-migration
 records), servers migrating or cooling down are not candidates, quarantined
@@ -44,8 +51,8 @@ correct the same imbalance twice.
 import numpy as np
 
 from nova_kronos import constraints
-from nova_kronos.constraints import feasibility
 from nova_kronos import planner
+from nova_kronos.planner import base
 from nova_kronos.planner import state as state_mod
 from nova_kronos import scoring
 
@@ -53,18 +60,18 @@ from nova_kronos import scoring
 class SpreadPlanner:
     """Plans moves that spread load evenly inside each aggregate.
 
-    :param min_improvement: smallest drop of an aggregate's combined
-        imbalance that justifies one live migration.
+    :param settings: :class:`nova_kronos.planner.Settings` (default: the
+        defaults: aggressiveness 3, migration cost on).
     :param constraint_set: sequence of ``(name, callable)``; default
         :data:`nova_kronos.constraints.DEFAULT`.
     :param prune_hosts: in aggregates of more than twice this many hosts,
         first look only at moves from the this-many most loaded hosts to
-        the this-many least loaded; 0 always looks at every pair.
+        the this-many least loaded, widening fourfold while nothing
+        qualifies; 0 always looks at every pair.
     """
 
-    def __init__(self, min_improvement=0.001, constraint_set=None,
-                 prune_hosts=16):
-        self.min_improvement = float(min_improvement)
+    def __init__(self, settings=None, constraint_set=None, prune_hosts=16):
+        self.settings = settings or planner.Settings()
         self.prune_hosts = int(prune_hosts)
         self.constraints = tuple(constraint_set or constraints.DEFAULT)
 
@@ -90,304 +97,190 @@ class SpreadPlanner:
             snapshot is not modified.
         :returns: :class:`nova_kronos.planner.Plan`.
         """
-        policies = policy_set.enabled
-        result = planner.Plan()
-        for e in snapshot.exclusions:
-            result.exclusions.append(
-                (e.kind, e.name, '%s: %s' % (e.policy, e.reason)))
-
-        scope = set()
-        for agg in fleet.aggregates:
-            scope.update(h for h in agg.hosts if h in fleet.hosts)
-        complete = []
-        for h in sorted(scope):
-            missing = [p.name for p in policies
-                       if h not in snapshot.data[p.name].hosts]
-            if missing:
-                result.exclusions.append(
-                    ('host', h, 'no load for policy %s; left out of planning'
-                     % ', '.join(missing)))
-            else:
-                complete.append(h)
-        complete_set = set(complete)
-        for h in complete:
-            if not fleet.hosts[h].usable:
-                result.exclusions.append(
-                    ('host', h, 'not a destination: %s'
-                     % fleet.hosts[h].unusable_reason))
-
-        candidates = []
-        for s in sorted(fleet.servers.values(), key=lambda s: s.id):
-            if s.host not in complete_set:
-                continue
-            missing = [p.name for p in policies
-                       if s.id not in snapshot.data[p.name].vms]
-            if memory is not None and s.id in memory.frozen:
-                result.exclusions.append(
-                    ('server', s.id, '%s; not moved' % memory.frozen[s.id]))
-            elif missing:
-                result.exclusions.append(
-                    ('server', s.id, 'no share for policy %s; not moved'
-                     % ', '.join(missing)))
-            elif not s.migratable:
-                result.exclusions.append(
-                    ('server', s.id, 'status %s, task %s; not moved'
-                     % (s.status, s.task_state)))
-            elif memory is not None and s.id in memory.cooldown:
-                result.exclusions.append(
-                    ('server', s.id,
-                     '%s; not moved' % memory.cooldown[s.id][1]))
-            else:
-                candidates.append(s.id)
-        if oracle is not None and candidates:
-            excluded = oracle.excluded(
-                [fleet.servers[c] for c in candidates]) or {}
-            for sid, why in sorted(excluded.items()):
-                result.exclusions.append(
-                    ('server', sid, 'not moved: %s' % why))
-            candidates = [c for c in candidates if c not in excluded]
-
-        loads = {p.name: snapshot.data[p.name].hosts for p in policies}
-        shares = {p.name: snapshot.data[p.name].vms for p in policies}
-        quarantine, in_flight = (), ()
-        if memory is not None:
-            loads, result.overlay = self._overlay(
-                fleet, policies, snapshot, memory, complete_set)
-            quarantine, in_flight = memory.quarantine, memory.in_flight
-        st = state_mod.PlanningState(fleet, policies, loads, shares,
-                                     complete, candidates,
-                                     quarantine=quarantine,
-                                     in_flight=in_flight)
-        feas = (feasibility.FeasibilityConstraint(oracle, st)
-                if oracle is not None else None)
-        # Balance the spread-mode policies only (weights renormalised);
-        # pack-mode policies still bound destinations by their threshold.
-        spread_w = np.array([p.weight if p.mode == 'spread' else 0.0
-                             for p in policies])
-        if spread_w.sum() > 0:
-            st.weights = spread_w / spread_w.sum()
-        else:
-            result.exclusions.append(
-                ('policy', '*', 'no spread-mode policy is enabled: nothing '
-                 'for the spread planner to balance'))
-            max_migrations = 0
-
-        scopes = []
-        for agg in fleet.aggregates:
-            h_idx = np.array(sorted(st.host_index[h] for h in agg.hosts
-                                    if h in st.host_index), dtype=int)
-            scopes.append((agg, h_idx))
-        before = [self._snapshot(st, h_idx) for _, h_idx in scopes]
-        rejections = [{} for _ in scopes]
-
+        ctx = base.prepare(fleet, policy_set, snapshot, self.settings,
+                           'spread', oracle=oracle, memory=memory)
+        if ctx.state.weights is None:
+            ctx.state.weights = np.zeros(len(ctx.state.policies))
+            ctx.before = [ctx.snapshot(h) for _, h in ctx.scopes]
+            return ctx.finish()
+        result = ctx.result
         while len(result.moves) < max_migrations:
             best = None
-            for i, (agg, h_idx) in enumerate(scopes):
-                found = self._best_move(st, h_idx, rejections[i], feas)
-                if found is None:
-                    continue
-                gain = found[2] - found[3]
-                if gain >= self.min_improvement and (
-                        best is None or gain > best[1]):
-                    best = (i, gain, found)
+            for i, (agg, h_idx) in enumerate(ctx.scopes):
+                found = self.best_move(ctx, h_idx, ctx.rejections[i])
+                if found is not None and (best is None
+                                          or found[0] < best[1][0]):
+                    best = (i, found)
             if best is None:
                 break
-            i, _, (v, dst, cur, new) = best
-            agg, h_idx = scopes[i]
-            server = st.servers[v]
-            src = st.src[v]
-            source = st.host_names[src]
-            reason = self._reason(st, v, dst, h_idx)
-            st.apply(v, dst)
-            if feas is not None:
-                feas.applied(v, src, dst)
-            result.moves.append(planner.Move(
-                server_id=server.id, server_name=server.name, source=source,
-                destination=st.host_names[dst], aggregate=agg.name,
-                reason=reason, imbalance_before=cur, imbalance_after=new))
+            i, (_, v, dst, cur, new) = best
+            agg, h_idx = ctx.scopes[i]
+            ctx.move(v, dst, agg.name, ctx.reason(v, dst, h_idx), cur, new)
+        return ctx.finish()
 
-        for i, (agg, h_idx) in enumerate(scopes):
-            imb_b, disp_b, loads_b = before[i]
-            imb_a, disp_a, loads_a = self._snapshot(st, h_idx)
-            result.aggregates.append(planner.AggregateReport(
-                name=agg.name, hosts=[st.host_names[h] for h in h_idx],
-                imbalance_before=imb_b, imbalance_after=imb_a,
-                dispersion_before=disp_b, dispersion_after=disp_a,
-                loads_before=loads_b, loads_after=loads_a,
-                rejections=rejections[i]))
-            if feas is not None:
-                self._report_refused(st, feas, agg, h_idx, result)
-        if feas is not None:
-            result.oracle_queries = feas.asked
-        return result
+    def best_move(self, ctx, h_idx, rejections, sources=None):
+        """The best qualifying move inside the hosts ``h_idx``, or None.
 
-    @staticmethod
-    def _overlay(fleet, policies, snapshot, memory, scope):
-        """Loads with recent migrations applied, and what was applied.
-
-        Each in-flight migration (every policy) and each migration still
-        settling for a policy moves the server's share from source to
-        destination as a planned move would (``share * scale_factor``);
-        only hosts in ``scope`` change, and changed loads are clipped to
-        [0, 1].
-
-        :returns: ``(loads, overlay)``: dict policy -> host -> load (hosts
-            of ``scope``; a copy) and the ``Plan.overlay`` entries.
+        :param sources: optional host indexes whose servers are the
+            candidates (default: every host of ``h_idx``).
+        :returns: ``(rank, v, dst, imbalance now, imbalance after)``;
+            lower ``rank`` is better (minus the gain, per cost unit with
+            ``migration_cost``).
         """
-        loads = {p.name: {h: snapshot.data[p.name].hosts[h] for h in scope}
-                 for p in policies}
-        todo = {}
-        for sid, src, dst in memory.in_flight:
-            todo.setdefault((sid, src, dst, 'in progress'), []).extend(
-                policies)
-        for p in policies:
-            for sid, src, dst in memory.settling.get(p.name, ()):
-                todo.setdefault((sid, src, dst, 'completed'), []).append(p)
-        touched = set()
-        overlay = []
-        for (sid, src, dst, state), pols in todo.items():
-            if src not in scope and dst not in scope:
-                continue
-            done, missing = [], []
-            for p in pols:
-                share = snapshot.data[p.name].vms.get(sid)
-                if share is None:
-                    missing.append(p.name)
-                    continue
-                row = loads[p.name]
-                if src in scope:
-                    row[src] -= share
-                if dst in scope:
-                    row[dst] += share * float(state_mod.scale_factor(
-                        _capacity(fleet, src, p), _capacity(fleet, dst, p)))
-                touched.update((p.name, h) for h in (src, dst) if h in scope)
-                done.append(p.name)
-            entry = {'server_id': sid, 'source': src, 'destination': dst,
-                     'state': state, 'policies': done}
-            if missing:
-                entry['skipped'] = 'no share for policy %s' % ', '.join(
-                    missing)
-            overlay.append(entry)
-        for name, h in touched:
-            loads[name][h] = min(1.0, max(0.0, loads[name][h]))
-        return loads, overlay
-
-    @staticmethod
-    def _report_refused(st, feas, agg, h_idx, result):
-        """Exclusions for servers Nova's rules allow nowhere else."""
-        dests = h_idx[st.usable[h_idx]]
-        local = np.isin(st.src, h_idx) & ~st.moved
-        for v, why in feas.refused_everywhere(np.nonzero(local)[0], dests):
-            by_rule = {}
-            for h, (rule, detail) in sorted(why.items()):
-                by_rule.setdefault((rule, detail), []).append(
-                    st.host_names[h])
-            result.exclusions.append((
-                'server', st.servers[v].id,
-                'no other host of aggregate %s accepts it under Nova\'s '
-                'rules: %s' % (agg.name, '; '.join(
-                    '%s refused by %s%s' % (
-                        ','.join(hosts), rule,
-                        ' (%s)' % detail if detail else '')
-                    for (rule, detail), hosts in sorted(by_rule.items())))))
-
-    def _snapshot(self, st, h_idx):
-        sub = st.loads[:, h_idx]
-        disp = np.atleast_1d(scoring.dispersion(sub))
-        return (scoring.imbalance(sub, st.weights),
-                {p.name: float(disp[i]) for i, p in enumerate(st.policies)},
-                {p.name: {st.host_names[h]: float(st.loads[i, h])
-                          for h in h_idx}
-                 for i, p in enumerate(st.policies)})
-
-    def _best_move(self, st, h_idx, rejections, feas):
-        """Best (v, dst, imbalance now, imbalance after) in one aggregate.
-
-        In a large aggregate the servers of the ``prune_hosts`` most loaded
-        hosts are first tried against the ``prune_hosts`` least loaded
-        ones (by weighted load); only if that finds no move worth
-        ``min_improvement`` is every server tried against every host.
-        """
+        st, settings = ctx.state, ctx.settings
         if len(h_idx) < 2:
+            return None
+        sub_loads = st.loads[:, h_idx]
+        current = scoring.imbalance(sub_loads, st.weights)
+        over = ~scoring.within_threshold(
+            sub_loads, st.thresholds[:, None]).all(axis=0)
+        balancing = current > settings.tolerated_imbalance and \
+            not settings.relieve_only
+        if not balancing and not over.any():
             return None
         local = np.full(len(st.host_names), -1, dtype=int)
         local[h_idx] = np.arange(len(h_idx))
         movable = (local[st.src] >= 0) & ~st.moved
-        sub_loads = st.loads[:, h_idx]
-        current = scoring.imbalance(sub_loads, st.weights)
-        tiers = [(None, np.arange(len(h_idx)))]
+        if sources is not None:
+            movable &= np.isin(st.src, sources)
+        if not balancing:
+            # Only hosts above a threshold give servers.
+            movable &= over[np.maximum(local[st.src], 0)]
+        min_gain = settings.min_gain if balancing else np.inf
+        order = np.argsort(st.weights @ sub_loads, kind='stable')
         k = self.prune_hosts
-        if k and len(h_idx) > 2 * k:
-            order = np.argsort(st.weights @ sub_loads, kind='stable')
-            tiers.insert(0, (order[-k:], order[:k]))
-        found = None
-        for sources, dests in tiers:
-            mask = movable
-            if sources is not None:
-                mask = movable & np.isin(st.src, h_idx[sources])
-            found = self._best_in(st, h_idx, local, np.nonzero(mask)[0],
-                                  dests, sub_loads, current, rejections,
-                                  feas)
-            if found is not None and current - found[3] >= \
-                    self.min_improvement:
+        dest_ok = np.ones(len(h_idx), dtype=bool)
+        while True:
+            pruned = k and len(h_idx) > 2 * k
+            if pruned:
+                mask = movable & np.isin(st.src, h_idx[order[-k:]])
+                dests = np.sort(order[:k])
+            else:
+                mask, dests = movable, np.arange(len(h_idx))
+            dests = dests[dest_ok[dests]]
+            found = self._best_in(
+                ctx, h_idx, local, np.nonzero(mask)[0], dests, sub_loads,
+                current, over, min_gain, rejections)
+            if found is not None or not pruned:
                 return found
-        return found
+            if k == self.prune_hosts:
+                # Before widening: keep only the hosts a qualifying move
+                # can still come from or go to.
+                bound = gain_bound(sub_loads, st.weights,
+                                   st.capacity[:, h_idx])
+                pair_ok = (bound >= min_gain) | (over[:, None] & (bound > 0))
+                movable &= pair_ok.any(axis=1)[np.maximum(local[st.src], 0)]
+                dest_ok = pair_ok.any(axis=0)
+                if not movable.any() or not dest_ok.any():
+                    return None
+            k *= 4
 
-    def _best_in(self, st, h_idx, local, v_idx, dests, sub_loads, current,
-                 rejections, feas):
-        """Best move of servers ``v_idx`` to local host indexes ``dests``.
+    def _best_in(self, ctx, h_idx, local, v_idx, dests, sub_loads, current,
+                 over, min_gain, rejections):
+        """Best qualifying move of servers ``v_idx`` to local ``dests``.
 
-        ``feas`` (a ``FeasibilityConstraint``, or None) is asked last.
+        Scored chunk by chunk, keeping only each chunk's best, so memory
+        stays bounded; with ``ctx.feas`` (Nova's rules, asked last) the
+        chunks are scored again best-first and the oracle is asked about
+        the pairs ranked ahead of the best accepted one.
         """
+        rejections.clear()
         if not len(v_idx):
             return None
         d_glob = h_idx[dests]
-        src_local = local[st.src[v_idx]]
-        predicted = scoring.candidate_imbalance(
-            sub_loads, st.weights, src_local, st.shares[:, v_idx],
-            st.scale(v_idx, d_glob), dst=dests)
-        allowed = src_local[:, None] != dests[None, :]
-        rejections.clear()
-        for name, check in self.constraints:
-            ok = check(st, v_idx, d_glob)
-            rejected = int((allowed & ~ok).sum())
-            if rejected:
-                rejections[name] = rejected
-            allowed &= ok
-        if not allowed.any():
-            return None
-        masked = np.where(allowed, predicted, np.inf)
-        if feas is not None:
-            # Nova's rules last, lazily and best-first (only the pairs
-            # still in play are asked about).
-            flat = feas.best(v_idx, d_glob, masked)
-            feas.count(v_idx, d_glob, allowed, rejections)
+        parts = base.chunks(len(v_idx), len(dests))
+        tops = []
+        best = None
+        for rows in parts:
+            score, predicted = self._score(ctx, h_idx, local, v_idx[rows],
+                                           dests, sub_loads, current, over,
+                                           min_gain, rejections)
+            flat = int(np.argmin(score))
+            if not np.isfinite(score.flat[flat]):
+                continue
+            if ctx.feas is not None:
+                tops.append((float(score.flat[flat]), rows))
+                continue
+            if best is None or score.flat[flat] < best[0]:
+                row, col = divmod(flat, len(dests))
+                best = (float(score.flat[flat]), int(v_idx[rows][row]),
+                        int(d_glob[col]), current,
+                        float(predicted.flat[flat]))
+        tops.sort(key=lambda t: t[0])
+        for top, rows in tops:
+            if best is not None and top >= best[0]:
+                break
+            vc = v_idx[rows]
+            if len(parts) > 1:
+                score, predicted = self._score(
+                    ctx, h_idx, local, vc, dests, sub_loads, current, over,
+                    min_gain, None)
+            flat = ctx.feas.best(vc, d_glob, score)
             if flat is None:
-                return None
-        else:
-            flat = int(np.argmin(masked))
-        row, col = divmod(flat, len(dests))
-        return (int(v_idx[row]), int(d_glob[col]), current,
-                float(masked.flat[flat]))
+                continue
+            row, col = divmod(flat, len(dests))
+            if best is None or score.flat[flat] < best[0]:
+                best = (float(score.flat[flat]), int(vc[row]),
+                        int(d_glob[col]), current,
+                        float(predicted.flat[flat]))
+        return best
 
-    def _reason(self, st, v, dst, h_idx):
-        """Say which policy drives the move, with loads before and after."""
-        src = st.src[v]
-        parts = []
-        for p, policy in enumerate(st.policies):
-            added = st.added_load(p, np.array([v]), np.array([dst]))[0, 0]
-            mean = float(st.loads[p, h_idx].mean())
-            parts.append((
-                st.weights[p] * abs(st.loads[p, src] - mean),
-                '%s: %s %.2f->%.2f, %s %.2f->%.2f (mean %.2f)' % (
-                    policy.name, st.host_names[src], st.loads[p, src],
-                    st.loads[p, src] - st.shares[p, v], st.host_names[dst],
-                    st.loads[p, dst], st.loads[p, dst] + added, mean)))
-        parts.sort(key=lambda x: -x[0])
-        return '; '.join(text for _, text in parts)
+    def _score(self, ctx, h_idx, local, vc, dests, sub_loads, current, over,
+               min_gain, rejections):
+        """Rank [len(vc), len(dests)] (inf: not allowed) and predictions.
+
+        A pair qualifies when every constraint allows it, its gain is
+        positive and at least ``min_gain`` (or its source is above a
+        threshold), and the server's GiB fit what the plan may still copy.
+        """
+        st, settings = ctx.state, ctx.settings
+        d_glob = h_idx[dests]
+        src_local = local[st.src[vc]]
+        predicted = scoring.candidate_imbalance(
+            sub_loads, st.weights, src_local, st.shares[:, vc],
+            st.scale(vc, d_glob), dst=dests)
+        gain = planner.gain(current, predicted, len(h_idx))
+        allowed = ctx.allowed(self.constraints, vc, d_glob, rejections)
+        if ctx.feas is not None and rejections is not None:
+            # Nova's verdicts known so far, among the pairs our own
+            # constraints allow (asking happens best-first, later).
+            ctx.feas.count(vc, d_glob, allowed, rejections)
+        allowed &= (gain > 0) & ((gain >= min_gain)
+                                 | over[src_local][:, None])
+        allowed &= (ctx.gib[vc] <= ctx.gib_left())[:, None]
+        score = -gain
+        if settings.migration_cost:
+            score = score / ctx.cost[vc][:, None]
+        return np.where(allowed, score, np.inf), predicted
 
 
-def _capacity(fleet, host, policy):
-    """Host capacity for the move model; 0 (unknown) for unknown hosts."""
-    h = fleet.hosts.get(host)
-    return state_mod.host_capacity(h, policy.resource) if h else 0.0
+def gain_bound(loads, weights, capacity):
+    """Upper bound of :func:`~nova_kronos.planner.gain` per host pair.
+
+    For any server on host ``s`` moving to host ``d``, whatever its share.
+    Moving share ``a`` (``k * a`` at the destination, ``k`` the ratio of
+    capacities, as :func:`~nova_kronos.planner.state.scale_factor`) lowers
+    policy ``p``'s sum of squared deviations by ``2 a c - a^2 q`` with
+    ``c = L_s - k L_d + mean (k - 1)`` and ``q = 1 + k^2 - (k - 1)^2 / H``,
+    at most ``c^2 / q`` (for ``c > 0``; else nothing). Since ``sigma -
+    sigma' <= (SS - SS') / (H sigma)`` when ``SS' < SS``, the gain is at
+    most ``sum_p w_p * max(0, c_p)^2 / (q_p * 2 sigma_p)``.
+
+    :param loads: array [P, H] of the aggregate's loads.
+    :param weights: array [P].
+    :param capacity: array [P, H] (0 where unknown: k = 1).
+    :returns: array [H, H] (source, destination).
+    """
+    n_pol, n_hosts = loads.shape
+    out = np.zeros((n_hosts, n_hosts))
+    for p in range(n_pol):
+        sigma = loads[p].std()
+        if not sigma > 0 or not weights[p] > 0:
+            continue
+        k = state_mod.scale_factor(capacity[p][:, None],
+                                   capacity[p][None, :])
+        mean = loads[p].mean()
+        c = loads[p][:, None] - k * loads[p][None, :] + mean * (k - 1)
+        q = 1 + k * k - (k - 1) ** 2 / n_hosts
+        out += weights[p] * np.where(c > 0, c * c / q, 0.0) / (2 * sigma)
+    return out

@@ -163,8 +163,13 @@ class PlanningState:
                          for p in range(len(self.policies))])
 
     def apply(self, v, dst):
-        """Record the move of candidate ``v`` to host index ``dst``."""
+        """Record the move of candidate ``v`` to host index ``dst``.
+
+        :returns: a token for :meth:`undo`.
+        """
         src = self.src[v]
+        token = (v, src, self.shares[:, v].copy(), self.loads[:, src].copy(),
+                 self.loads[:, dst].copy(), dst)
         for p in range(len(self.policies)):
             added = self.added_load(p, np.array([v]), np.array([dst]))[0, 0]
             self.loads[p, src] -= self.shares[p, v]
@@ -180,6 +185,27 @@ class PlanningState:
             self.group_counts[g, dst] += 1
         self.src[v] = dst
         self.moved[v] = True
+        return token
+
+    def undo(self, token):
+        """Take back the latest :meth:`apply` that returned ``token``.
+
+        Moves must be undone in the reverse order they were applied.
+        """
+        v, src, shares, src_loads, dst_loads, dst = token
+        self.free_vcpus[src] -= self.vcpus[v]
+        self.free_vcpus[dst] += self.vcpus[v]
+        self.free_memory_mb[src] -= self.memory_mb[v]
+        self.free_memory_mb[dst] += self.memory_mb[v]
+        g = self.group[v]
+        if g >= 0:
+            self.group_counts[g, src] += 1
+            self.group_counts[g, dst] -= 1
+        self.shares[:, v] = shares
+        self.loads[:, src] = src_loads
+        self.loads[:, dst] = dst_loads
+        self.src[v] = src
+        self.moved[v] = False
 
 
 def scale_factor(cap_src, cap_dst):

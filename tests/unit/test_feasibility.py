@@ -19,6 +19,7 @@ import testtools
 
 from nova_kronos.cloud import nova_rules
 from nova_kronos import fleet
+from nova_kronos import planner
 from nova_kronos.planner import spread
 from tests.unit import fakes
 
@@ -78,7 +79,8 @@ def build(layout, flavors, **kw):
 
 
 def plan(fl, snap, oracle, budget=10):
-    return spread.SpreadPlanner(min_improvement=0.0001).plan(
+    return spread.SpreadPlanner(planner.Settings(
+        aggressiveness=5, target_imbalance=0.0, migration_cost=False)).plan(
         fl, fakes.policy_set(), snap, budget, oracle=oracle)
 
 

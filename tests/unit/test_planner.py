@@ -20,13 +20,19 @@ import testtools
 from nova_kronos.constraints import quarantine
 from nova_kronos import fleet
 from nova_kronos import history
+from nova_kronos import planner
 from nova_kronos.planner import spread
 from nova_kronos.planner import state
 from tests.unit import fakes
 
 
-def plan(fl, snap, budget=10, ps=None, min_improvement=0.0001):
-    return spread.SpreadPlanner(min_improvement).plan(
+#: Plan every improving move (the tests predating aggressiveness levels).
+EAGER = planner.Settings(aggressiveness=5, target_imbalance=0.0,
+                         migration_cost=False)
+
+
+def plan(fl, snap, budget=10, ps=None, settings=EAGER):
+    return spread.SpreadPlanner(settings).plan(
         fl, ps or fakes.policy_set(), snap, budget)
 
 
@@ -61,11 +67,6 @@ class TestSpreadPlanner(testtools.TestCase):
         fl, snap = fakes.build({'h1': ['a'], 'h2': ['b']})
         p = plan(fl, snap)
         self.assertEqual([], p.moves)
-
-    def test_min_improvement(self):
-        fl, snap = fakes.build({'h1': ['a', 'b'], 'h2': []}, share=0.01)
-        self.assertEqual([], plan(fl, snap, min_improvement=0.05).moves)
-        self.assertEqual(1, len(plan(fl, snap, min_improvement=0.001).moves))
 
     def test_unusable_destination_is_never_chosen(self):
         hosts = [fakes.host('h1'), fakes.host('h2'),
@@ -223,10 +224,10 @@ class TestPruning(testtools.TestCase):
 
     def test_pruned_pass_matches_full_scan_here(self):
         fl, snap = self._fleet()
-        full = spread.SpreadPlanner(0.0001, prune_hosts=0).plan(
+        full = spread.SpreadPlanner(EAGER, prune_hosts=0).plan(
             fl, fakes.policy_set(), snap, 5)
         fl, snap = self._fleet()
-        pruned = spread.SpreadPlanner(0.0001, prune_hosts=2).plan(
+        pruned = spread.SpreadPlanner(EAGER, prune_hosts=2).plan(
             fl, fakes.policy_set(), snap, 5)
         self.assertEqual(len(full.moves), len(pruned.moves))
         self.assertAlmostEqual(full.aggregates[0].imbalance_after,
@@ -235,7 +236,7 @@ class TestPruning(testtools.TestCase):
     def test_falls_back_to_every_pair_when_pruned_hosts_are_blocked(self):
         # The two least loaded hosts are down: the first pass finds nothing.
         fl, snap = self._fleet(unusable=('h8', 'h9'))
-        p = spread.SpreadPlanner(0.0001, prune_hosts=2).plan(
+        p = spread.SpreadPlanner(EAGER, prune_hosts=2).plan(
             fl, fakes.policy_set(), snap, 3)
         self.assertEqual(3, len(p.moves))
         self.assertFalse({'h8', 'h9'} & {m.destination for m in p.moves})
@@ -276,7 +277,7 @@ def memory(records, settle=300.0):
 
 
 def plan_with(fl, snap, mem, budget=10, ps=None):
-    return spread.SpreadPlanner(0.0001).plan(
+    return spread.SpreadPlanner(EAGER).plan(
         fl, ps or fakes.policy_set(), snap, budget, memory=mem)
 
 
@@ -489,7 +490,7 @@ class TestOverlay(testtools.TestCase):
             record(5, 'u', 'h1', 'h2', status='running'),
         ])
         ps = fakes.policy_set(resource='vcpu')
-        p = spread.SpreadPlanner(0.0001).plan(fl, ps, snap, 0, memory=mem)
+        p = spread.SpreadPlanner(EAGER).plan(fl, ps, snap, 0, memory=mem)
         loads = p.aggregates[0].loads_before
         # cpu h1: 0.3 - 0.2 (a) - 0.6 (w) < 0 -> 0.0;
         #     h2: 0.1 + 0.2 * 16/32 (a) + 0.3 (z) = 0.5.

@@ -454,3 +454,114 @@ class TestCommandExitCodes(RebalanceTestCase):
             if h not in saved:
                 root.removeHandler(h)
         root.handlers[:] = saved
+
+
+class TestSettingsDrainAndPack(RebalanceTestCase):
+
+    def test_settings_come_from_options_and_flags_win(self):
+        self.cfg.config(aggressiveness=4, max_migrated_gib=10.0,
+                        migration_cost=False, group='kronos_rebalance')
+        req = rebalance.Request.from_conf(self.conf, aggressiveness=2)
+        self.assertEqual(2, req.settings.aggressiveness)
+        self.assertEqual(10.0, req.settings.max_migrated_gib)
+        self.assertFalse(req.settings.migration_cost)
+        e = self.assertRaises(rebalance.BadInput, rebalance.Request.from_conf,
+                              self.conf, target_imbalance=0.9)
+        self.assertIn('target imbalance must be within [0, 0.5]', str(e))
+
+    def test_deprecated_min_improvement_is_ignored(self):
+        # It used to stop this plan (one move lowers sigma by less).
+        self.cfg.config(min_improvement=0.5, group='kronos_rebalance')
+        self.assertTrue(self.run_once().plan.moves)
+
+    def test_drain_moves_every_server_off_the_host(self):
+        # Not bounded by [kronos_rebalance] max_migrations (5).
+        outcome = self.run_once(drain_hosts=['host1'])
+        self.assertEqual('drain', outcome.plan.planner)
+        self.assertEqual(6, len(outcome.plan.moves))
+        self.assertEqual({'host2'}, {m.destination
+                                     for m in outcome.plan.moves})
+        self.assertEqual(['host1'], outcome.plan.aggregates[0].freed_hosts)
+        # The inventory is read for the drained host's aggregates.
+        self.assertEqual(('host1',),
+                         self.read_fleet.call_args.kwargs['hosts'])
+
+    def test_drain_disabled_drains_only_when_a_disabled_host_holds_servers(
+            self):
+        outcome = self.run_once(drain_disabled=True)
+        self.assertEqual('spread', outcome.plan.planner)
+        self.fleet.hosts['host1'].usable = False
+        self.fleet.hosts['host1'].disabled = True
+        self.fleet.hosts['host1'].unusable_reason = 'disabled'
+        outcome = self.run_once(drain_disabled=True)
+        self.assertEqual('drain', outcome.plan.planner)
+        # Within the rebalance budget ([kronos_rebalance] max_migrations
+        # 5): the next run goes on.
+        self.assertEqual(5, len(outcome.plan.moves))
+        self.assertIn('budget of 5 live migration(s) is spent',
+                      outcome.unmovable[0][1])
+
+    def test_pack_planner_by_name(self):
+        outcome = self.run_once(planner='pack')
+        self.assertEqual('pack', outcome.plan.planner)
+        # Both policies are spread-mode here: nothing to pack.
+        self.assertEqual([], outcome.plan.moves)
+
+    def test_unmovable_server_is_exit_1(self):
+        self.fleet.hosts['host2'].usable = False
+        self.fleet.hosts['host2'].unusable_reason = 'down'
+        outcome = self.run_once(drain_hosts=['host1'])
+        self.assertEqual(6, len(outcome.unmovable))
+        self.assertEqual(manage.EXIT_MOVE_FAILED, manage.exit_code(outcome))
+
+
+class TestDrainCommand(TestCommandExitCodes):
+
+    def drain(self, *args):
+        path = os.path.join(os.path.dirname(self.policies_file), 'nova.conf')
+        with open(path, 'w') as f:
+            f.write('[kronos]\npolicies_file = %s\n' % self.policies_file)
+            f.write('[kronos_rebalance]\nfeasibility = none\n'
+                    'state_dir = %s\n' % self.tmp)
+        out, err = io.StringIO(), io.StringIO()
+        code = manage.main(['--config-file', path, 'kronos', 'drain']
+                           + list(args), conn=NoConn(), out=out, err=err,
+                           metric_source=SnapshotSource(self.snapshot))
+        return code, out.getvalue(), err.getvalue()
+
+    def test_drain_dry_run_json(self):
+        code, out, err = self.drain('--host', 'host1', '--format', 'json')
+        self.assertEqual(manage.EXIT_WORK_FOUND, code, err)
+        doc = json.loads(out)
+        self.assertEqual('drain', doc['planner'])
+        self.assertEqual(6, len(doc['moves']))
+        self.assertEqual(['host1'], doc['aggregates'][0]['freed_hosts'])
+        self.assertEqual([], doc['unmovable'])
+        # Six 1 GiB servers (fakes), RAM only.
+        self.assertEqual(6.0, doc['migrated_gib'])
+        self.assertEqual(1.0, doc['moves'][0]['gib'])
+
+    def test_drain_needs_a_host(self):
+        code, out, err = self.drain()
+        self.assertEqual(manage.EXIT_BAD_INPUT, code)
+
+    def test_drain_table_says_what_stays(self):
+        self.fleet.hosts['host2'].usable = False
+        self.fleet.hosts['host2'].unusable_reason = 'down'
+        code, out, err = self.drain('--host', 'host1')
+        self.assertEqual(manage.EXIT_MOVE_FAILED, code, err)
+        self.assertIn('Left on the drained host(s) (6):', out)
+        self.assertIn('no host of its aggregate accepts it: host-usable 1',
+                      out)
+
+    def test_rebalance_flags(self):
+        code, out, err = self.main('--aggressiveness', '5',
+                                   '--max-migrated-gib', '2',
+                                   '--no-migration-cost')
+        self.assertEqual(manage.EXIT_WORK_FOUND, code, err)
+        self.assertIn('Planner: spread, aggressiveness 5, tolerated '
+                      'imbalance 0, migration cost off, at most 2 GiB', out)
+        self.assertIn('Moves (2):', out)
+        self.assertIn('Live migrations copy 2.0 GiB', out)
+        code, out, err = self.main('--aggressiveness', '7')
+        self.assertEqual(manage.EXIT_BAD_INPUT, code)
