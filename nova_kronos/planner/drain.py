@@ -140,10 +140,17 @@ class DrainPlanner:
                     ', '.join('%s %d' % kv for kv in sorted(
                         why.get(v, {}).items())) or 'no other host')
             result.unmovable.append((st.servers[v].id, reason))
-        # Servers that may not move at all keep their host busy.
-        stuck = {fleet.servers[name].host
-                 for kind, name, _ in result.exclusions
-                 if kind == 'server' and name in fleet.servers}
+        # Servers that may not move at all stay too; say so.
+        why_not = {name: reason for kind, name, reason in result.exclusions
+                   if kind == 'server'}
+        candidates = {s.id for s in st.servers}
+        drained_names = {st.host_names[h] for h in drained}
+        stuck = set()
+        for s in sorted(fleet.servers.values(), key=lambda s: s.id):
+            if s.host in drained_names and s.id not in candidates:
+                stuck.add(s.host)
+                result.unmovable.append(
+                    (s.id, why_not.get(s.id, 'not a candidate')))
         left = set(st.src[~st.moved].tolist())
         freed = [[st.host_names[h] for h in drained
                   if st.host_names[h] in agg.hosts and h not in left

@@ -68,10 +68,11 @@ class PackPlanner:
             ctx.before = [ctx.snapshot(h) for _, h in ctx.scopes]
             return ctx.finish()
         # Hosts holding a server that may not move cannot be emptied.
+        candidates = {s.id for s in st.servers}
         stuck = {}
-        for kind, name, why in result.exclusions:
-            if kind == 'server' and name in fleet.servers:
-                stuck.setdefault(fleet.servers[name].host, name)
+        for s in sorted(fleet.servers.values(), key=lambda s: s.id):
+            if s.id not in candidates:
+                stuck.setdefault(s.host, s.id)
         freed = [[] for _ in ctx.scopes]
         received = set()
         emptied = set()

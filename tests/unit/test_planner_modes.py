@@ -468,6 +468,31 @@ class TestDrain(testtools.TestCase):
         self.assertEqual([('a', 'h2')], [(m.server_id, m.destination)
                                          for m in p.moves])
 
+    def test_a_server_that_may_not_move_is_said_to_stay(self):
+        fl, snap = fakes.build({'h1': ['a', 'b'], 'h2': []})
+        fl.servers['b'].status = 'SHUTOFF'
+        p = self._plan(fl, snap)
+        self.assertEqual([('a', 'h2')], [(m.server_id, m.destination)
+                                         for m in p.moves])
+        self.assertEqual([('b', 'status SHUTOFF, task None; not moved')],
+                         p.unmovable)
+        self.assertEqual([], p.aggregates[0].freed_hosts)
+
+    def test_missing_metrics_do_not_stop_a_drain(self):
+        # h1's exporter is gone: no load for h1, no share for its server.
+        fl, snap = fakes.build({'h1': ['a'], 'h2': ['b'], 'h3': []})
+        for pol in snap.data.values():
+            del pol.hosts['h1']
+            del pol.vms['a']
+        p = self._plan(fl, snap)
+        # Counted as 0 it changes no load: the first host wins the tie.
+        self.assertEqual([('a', 'h2')], [(m.server_id, m.destination)
+                                         for m in p.moves])
+        self.assertIn(('server', 'a', 'no share for policy cpu, mem; '
+                                      'counted as 0 for the drain'),
+                      p.exclusions)
+        self.assertEqual(['h1'], p.aggregates[0].freed_hosts)
+
     def test_drained_hosts_never_receive(self):
         fl, snap = fakes.build({'h1': list('ab'), 'h2': list('cdef'),
                                 'h3': ['g']})
