@@ -45,6 +45,7 @@ import time
 
 import prettytable
 
+from nova_kronos import planner as planner_mod
 from nova_kronos.planner import spread
 
 try:
@@ -145,8 +146,10 @@ def run_plan(case, moves, with_oracle, pair_cost, args, profile=False):
                              restricted_hosts=args.restricted_hosts,
                              n_groups=args.groups, seed=args.seed)
     oracle = FakeOracle(allowed, pair_cost) if with_oracle else None
-    planner = spread.SpreadPlanner(min_improvement=args.min_improvement,
-                                   prune_hosts=args.prune_hosts)
+    planner = spread.SpreadPlanner(
+        planner_mod.Settings(aggressiveness=args.aggressiveness,
+                             target_imbalance=0.0, migration_cost=False),
+        prune_hosts=args.prune_hosts)
     prof = cProfile.Profile() if profile else None
     c0, t0 = time.process_time(), time.perf_counter()
     if prof:
@@ -244,7 +247,9 @@ def main():
     ap.add_argument('--restricted-hosts', type=float, default=0.25,
                     help='share of the hosts a restricted flavor may use')
     ap.add_argument('--groups', type=int, default=200)
-    ap.add_argument('--min-improvement', type=float, default=1e-6)
+    ap.add_argument('--aggressiveness', type=int, default=5,
+                    help='planner aggressiveness (1-5); the target '
+                         'imbalance is 0 so the budget decides')
     ap.add_argument('--prune-hosts', type=int, default=16,
                     help="SpreadPlanner's prune_hosts (0: score all pairs)")
     ap.add_argument('--seed', type=int, default=1)
@@ -258,11 +263,11 @@ def main():
         cases = QUICK_CASES if args.quick else FULL_CASES
 
     print('pair cost %.2f ms (simulated), %d moves, best of %d, '
-          '%d%% of flavors on %d%% of hosts, min_improvement %g, '
+          '%d%% of flavors on %d%% of hosts, aggressiveness %d, '
           'prune_hosts %d' % (
               args.pair_cost_ms, args.moves, args.repeat,
               100 * args.restricted, 100 * args.restricted_hosts,
-              args.min_improvement, args.prune_hosts))
+              args.aggressiveness, args.prune_hosts))
     results = []
     for case in cases:
         t = time.perf_counter()
