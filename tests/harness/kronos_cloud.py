@@ -113,8 +113,7 @@ class KronosCloudTestCase(nova_cloud.NovaCloudTestCase):
     #: A real Prometheus (True) or the file-backed metric source (False).
     use_prometheus = True
     #: [kronos_rebalance] of the command's nova.conf.
-    rebalance_options = {'poll_interval': 0.2, 'migration_timeout': 120,
-                         'min_improvement': 0.001}
+    rebalance_options = {'poll_interval': 0.2, 'migration_timeout': 120}
 
     # -- synthetic host size: the fake driver's, unless overridden ----------
 
