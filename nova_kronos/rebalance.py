@@ -172,8 +172,16 @@ class Outcome:
 
     @property
     def unmovable(self):
-        """``(server_id, reason)`` a drain leaves behind (last round)."""
-        return list(self.plans[-1].unmovable) if self.plans else []
+        """``(server_id, reason)`` a drain leaves behind (last round).
+
+        Servers still waiting for room count too once the run executed
+        (no further round will move them).
+        """
+        if not self.plans:
+            return []
+        last = self.plans[-1]
+        return list(last.unmovable) + (list(last.waiting) if self.executed
+                                       else [])
 
     @property
     def work_found(self):
@@ -201,7 +209,8 @@ def run(conf, request, conn=None, metric_source=None, stop=None,
     reading the inventory to the end of execution (dry runs take none).
     Each round reads the inventory, the metrics and Nova's migration
     records, plans, and executes; a round whose moves were refused or
-    failed is followed by another over the rest of the budget, until the
+    failed, or whose plan has servers waiting for room its moves make (a
+    drain), is followed by another over the rest of the budget, until the
     budget is spent, ``max_failures`` is reached or a round submits
     nothing.
 
@@ -311,8 +320,8 @@ def _rounds(conf, request, conn, source, policy_set, planner, stop, clock):
         submitted = sum(r.status != executor.NOT_STARTED for r in results)
         budget -= submitted
         retry = [r for r in results if r.status != executor.SUCCEEDED]
-        if (not retry or not submitted or budget <= 0 or stop.stopping
-                or failures >= opts.max_failures):
+        if (not (retry or plan.waiting) or not submitted or budget <= 0
+                or stop.stopping or failures >= opts.max_failures):
             break
         now = clock()
         for r in results:
@@ -322,8 +331,10 @@ def _rounds(conf, request, conn, source, policy_set, planner, stop, clock):
                     now + opts.quarantine_time,
                     'live migration to %s %s in this run'
                     % (r.move.destination, r.status)))
-        LOG.info('kronos: %d move(s) did not succeed; planning up to %d '
-                 'more from a fresh read of the cloud', len(retry), budget)
+        LOG.info('kronos: %d move(s) did not succeed, %d server(s) wait '
+                 'for room made by this round; planning up to %d more from '
+                 'a fresh read of the cloud', len(retry), len(plan.waiting),
+                 budget)
     outcome.stopped = stop.signal_name
     moves = sum(len(p.moves) for p in outcome.plans)
     LOG.info('kronos: rebalance %s: %d move(s) planned in %d round(s)%s',

@@ -364,8 +364,9 @@ def outcome_document(outcome):
     ``estimated_seconds`` (every move's GiB copied and estimated duration,
     summed; each move has its own ``gib``, ``block_migration`` and
     ``estimated_seconds``), each aggregate's ``freed_hosts`` (hosts the
-    plan empties), and ``unmovable`` (servers a drain leaves behind, with
-    the reason).
+    plan empties), ``unmovable`` (servers a drain leaves behind, with the
+    reason) and ``waiting`` (dry run: servers a drain moves in a later
+    round, once room a planned move makes shows in Placement).
     """
     settings = outcome.request.settings
     plan = outcome.plan
@@ -421,6 +422,9 @@ def outcome_document(outcome):
             sum(m.estimated_seconds for _, m in moves), 1),
         'unmovable': [{'server_id': sid, 'reason': why}
                       for sid, why in outcome.unmovable],
+        'waiting': [{'server_id': sid, 'reason': why}
+                    for sid, why in ([] if outcome.executed
+                                     else outcome.plans[-1].waiting)],
     }
 
 
@@ -509,6 +513,10 @@ def render_table(outcome, out):
           'the other (a lower bound: pages dirtied meanwhile are sent '
           'again)\n' % (total, _duration(st.seconds(total)),
                         st.migration_rate))
+    waiting = [] if outcome.executed else outcome.plans[-1].waiting
+    if waiting:
+        w('\nWaiting for room a planned move makes (%d):\n' % len(waiting))
+        w(_table(['server', 'reason'], waiting))
     if outcome.unmovable:
         w('\nLeft on the drained host(s) (%d):\n' % len(outcome.unmovable))
         w(_table(['server', 'reason'], outcome.unmovable))

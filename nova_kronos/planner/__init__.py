@@ -231,6 +231,10 @@ class Plan:
     memory: dict = None
     #: ``(server_id, reason)`` for servers a drain had to leave behind.
     unmovable: list = dataclasses.field(default_factory=list)
+    #: ``(server_id, reason)`` for servers a drain moves once room a
+    #: planned move makes is seen by Nova's Placement (the next round of
+    #: an executed run plans them).
+    waiting: list = dataclasses.field(default_factory=list)
     #: Which planner made it: ``spread``, ``pack`` or ``drain``.
     planner: str = None
 

@@ -28,7 +28,11 @@ of the remaining servers fits anywhere, the planner tries to **make room**:
 it moves one other server off a host the drained server is refused by only
 for capacity or a threshold, to a third host, and plans the drained
 server's move right after it (the executor runs moves sharing a host one
-after the other, so the second starts once the first freed the room). A
+after the other, so the second starts once the first freed the room).
+Placement counts the room only once the first migration is done, so when
+Nova's rules are checked and still refuse the second move, the drained
+server *waits* (``Plan.waiting``) and the next round of an executed run,
+which reads the cloud again after the first move, plans it. A
 server that still fits nowhere is reported in ``Plan.unmovable`` with the
 constraints that refused it, and never stops the others.
 
@@ -214,7 +218,8 @@ class DrainPlanner:
         """Plan one other server's move that lets a pending one fit.
 
         :returns: True when moves were planned (the pending server's
-            included, which then leaves ``pending``).
+            included, or it waits in ``Plan.waiting``; either way it
+            leaves ``pending``).
         """
         st = ctx.state
         if len(ctx.result.moves) + 2 > max_migrations:
@@ -241,7 +246,10 @@ class DrainPlanner:
         """Move one server off host ``c``, then ``x`` there; True if done.
 
         Both moves are tried on the planning state first and planned only
-        when ``x`` is then accepted on ``c``.
+        when the constraints then accept ``x`` on ``c``. When Nova's rules
+        (an oracle) still refuse it, as Placement does until the first
+        migration is over, only the first move is planned and ``x`` waits
+        (``Plan.waiting``).
         """
         st = ctx.state
         ys = [y for y in np.nonzero((st.src == c) & ~st.moved)[0]
@@ -255,13 +263,24 @@ class DrainPlanner:
             if found is None:
                 continue
             token = st.apply(y, found[2])
-            after = self._best(ctx, x, {}, only=c)
+            fits = ctx.allowed(self.constraints, np.array([x]),
+                               np.array([c]))[0, 0]
+            after = self._best(ctx, x, {}, only=c) if fits else None
             st.undo(token)
-            if after is None:
+            if not fits:
                 continue
             self._move(ctx, y, found, 'makes room on %s for %s'
                        % (st.host_names[c], st.servers[x].id))
-            self._move(ctx, x, self._best(ctx, x, {}, only=c) or after,
-                       'drains %s' % st.host_names[st.src[x]])
+            if after is not None:
+                self._move(ctx, x, self._best(ctx, x, {}, only=c) or after,
+                           'drains %s' % st.host_names[st.src[x]])
+            else:
+                # Nova's rules (Placement) still count the server leaving
+                # c: ask again once its migration is done.
+                ctx.result.waiting.append((
+                    st.servers[x].id, 'waits for the room the move of %s '
+                    'off %s makes: planned in the next round of an '
+                    'executed run, once Nova shows it done'
+                    % (st.servers[y].id, st.host_names[c])))
             return True
         return False

@@ -433,6 +433,41 @@ class TestDrain(testtools.TestCase):
         self.assertIn('makes room on h3 for X', p.moves[0].reason)
         self.assertEqual([], p.unmovable)
 
+    def test_room_nova_does_not_see_yet_makes_the_server_wait(self):
+        # The same fleet, with Nova's rules asked: like Placement, this
+        # oracle still counts v on h3 (it refuses X there) until v's
+        # migration is done. Only v's move is planned; X waits.
+        class PlacementLike:
+            def excluded(self, servers):
+                return {}
+
+            def signatures(self, servers):
+                return [s.id for s in servers]
+
+            def evaluate(self, pairs):
+                return [('Placement', 'no room') if (s.id, h) == ('X', 'h3')
+                        else None for s, h in pairs]
+
+            def record_move(self, server, source, destination):
+                return [destination]
+
+        hosts = [fakes.host('h1'), fakes.host('h2', memory_mb=10240),
+                 fakes.host('h3', memory_mb=8192)]
+        fl, snap = fakes.build({'h1': ['X'], 'h2': ['Y', 'w'],
+                                'h3': ['v']}, hosts=hosts)
+        resize(fl, 'X', memory_mb=8192)
+        resize(fl, 'Y', memory_mb=2048)
+        resize(fl, 'w', memory_mb=2048)
+        resize(fl, 'v', memory_mb=4096)
+        p = drain.DrainPlanner(['h1']).plan(fl, fakes.policy_set(), snap,
+                                            10, oracle=PlacementLike())
+        self.assertEqual([('v', 'h3', 'h2')],
+                         [(m.server_id, m.source, m.destination)
+                          for m in p.moves])
+        self.assertEqual('X', p.waiting[0][0])
+        self.assertIn('the move of v off h3', p.waiting[0][1])
+        self.assertEqual([], p.unmovable)
+
     def test_no_room_anywhere(self):
         hosts = [fakes.host('h1'), fakes.host('h2', memory_mb=4096)]
         fl, snap = fakes.build({'h1': ['X'], 'h2': ['Y']}, hosts=hosts)

@@ -565,3 +565,52 @@ class TestDrainCommand(TestCommandExitCodes):
         self.assertIn('Live migrations copy 2.0 GiB', out)
         code, out, err = self.main('--aggressiveness', '7')
         self.assertEqual(manage.EXIT_BAD_INPUT, code)
+
+
+class TestDrainRounds(RebalanceTestCase):
+
+    def test_servers_waiting_for_room_are_planned_in_the_next_round(self):
+        from nova_kronos import planner as planner_mod
+
+        first = planner_mod.Plan(planner='drain', moves=[planner_mod.Move(
+            's0', 'vm-s0', 'host1', 'host2', 'agg1', 'makes room', 0, 0)],
+            waiting=[('s1', 'waits for the room ...')])
+        second = planner_mod.Plan(planner='drain', moves=[planner_mod.Move(
+            's1', 'vm-s1', 'host1', 'host2', 'agg1', 'drains host1', 0, 0)])
+
+        class Scripted:
+            plans = [first, second]
+
+            def plan(self, *args, **kwargs):
+                return self.plans.pop(0)
+
+        self.useFixture(fixtures.MockPatchObject(
+            rebalance, 'drain_planner', return_value=Scripted()))
+        outcome = self.run_once(drain_hosts=['host1'], execute=True)
+        self.assertEqual(2, len(outcome.plans))
+        self.assertEqual(['s0', 's1'], [m.server_id for m in outcome.moves])
+        self.assertEqual([], outcome.unmovable)
+        self.assertEqual(manage.EXIT_OK, manage.exit_code(outcome))
+
+    def test_a_dry_run_shows_who_waits(self):
+        from nova_kronos import planner as planner_mod
+
+        plan = planner_mod.Plan(planner='drain', moves=[planner_mod.Move(
+            's0', 'vm-s0', 'host1', 'host2', 'agg1', 'makes room', 0, 0)],
+            waiting=[('s1', 'waits for the room the move of s0 makes')])
+
+        class Scripted:
+            def plan(self, *args, **kwargs):
+                return plan
+
+        self.useFixture(fixtures.MockPatchObject(
+            rebalance, 'drain_planner', return_value=Scripted()))
+        outcome = self.run_once(drain_hosts=['host1'])
+        self.assertEqual(manage.EXIT_WORK_FOUND, manage.exit_code(outcome))
+        doc = manage.outcome_document(outcome)
+        self.assertEqual([{'server_id': 's1', 'reason': 'waits for the room '
+                           'the move of s0 makes'}], doc['waiting'])
+        out = io.StringIO()
+        manage.render_table(outcome, out)
+        self.assertIn('Waiting for room a planned move makes (1):',
+                      out.getvalue())
