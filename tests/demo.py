@@ -218,22 +218,27 @@ class DemoCloud(kronos_cloud.KronosCloudTestCase):
         imb1 = self._imbalance(loads)
 
         budget = opts['max_migrations']
+        level = opts['aggressiveness']
+        flags = '--max-migrations %d%s' % (
+            budget, ' --aggressiveness %d' % level if level else '')
         _say('\nRebalance, dry run (nova-kronos-manage kronos rebalance '
-             '--max-migrations %d):' % budget)
+             '%s):' % flags)
         outcome = rebalance.run(
-            conf, rebalance.Request.from_conf(conf, max_migrations=budget),
+            conf, rebalance.Request.from_conf(conf, max_migrations=budget,
+                                              aggressiveness=level),
             conn=self.conn)
         manage.render_table(outcome, _terminal())
         predicted = outcome.plan.aggregates[0].imbalance_after
 
         parallel = opts['max_parallel']
         conf.set_override('max_parallel', parallel, 'kronos_rebalance')
-        _say('\nRebalance, execute (... --execute --max-migrations %d '
-             '--max-parallel %d):' % (budget, parallel))
+        _say('\nRebalance, execute (... --execute %s --max-parallel %d):'
+             % (flags, parallel))
         t0 = time.time()
         outcome = rebalance.run(
             conf, rebalance.Request.from_conf(
-                conf, max_migrations=budget, execute=True), conn=self.conn)
+                conf, max_migrations=budget, execute=True,
+                aggressiveness=level), conn=self.conn)
         took = time.time() - t0
         results = outcome.results or []
         for r in results:
@@ -282,6 +287,9 @@ def main(argv=None, stdout=None):
                         help='new servers placed by the weigher (default 4)')
     parser.add_argument('--max-migrations', type=int, default=40,
                         help='rebalance migration budget (default 40)')
+    parser.add_argument('--aggressiveness', type=int, choices=range(1, 6),
+                        help='rebalance aggressiveness, 1-5 (default: '
+                             "[kronos_rebalance] aggressiveness, 3)")
     parser.add_argument('--max-parallel', type=int, default=2,
                         help='live migrations at once, one per host '
                              '(default 2, as [kronos_rebalance] '
