@@ -84,7 +84,6 @@ so (column ``limit``) and the share may then exceed 1. A planner below
 """
 
 import argparse
-import inspect
 import json
 import math
 import sys
@@ -132,22 +131,12 @@ def _scipy():
 
 # Planners -----------------------------------------------------------------
 
-def planner_api():
-    """``'settings'`` if SpreadPlanner takes a Settings, else ``'legacy'``."""
-    params = inspect.signature(spread.SpreadPlanner).parameters
-    return 'settings' if 'settings' in params else 'legacy'
-
-
 def make_planner(**settings):
     """The one place this tool builds a spread planner.
 
-    With the Settings API, ``settings`` are :class:`planner.Settings`
-    fields; with the older ``min_improvement`` API they are ignored (no
-    migration cost, no target) and every improving move is planned.
+    :param settings: :class:`nova_kronos.planner.Settings` fields.
     """
-    if planner_api() == 'settings':
-        return spread.SpreadPlanner(settings=planner.Settings(**settings))
-    return spread.SpreadPlanner(min_improvement=1e-9)
+    return spread.SpreadPlanner(settings=planner.Settings(**settings))
 
 
 # Fleets -------------------------------------------------------------------
@@ -792,18 +781,14 @@ def main():
     _scipy()
     seeds = args.seeds or (3 if args.quick else 10)
     time_limit = args.time_limit or (5.0 if args.quick else 20.0)
-    api = planner_api()
     started = time.perf_counter()
 
     checks = self_check(time_limit)
-    doc = {'planner_api': api, 'seeds': seeds, 'time_limit': time_limit,
+    doc = {'seeds': seeds, 'time_limit': time_limit,
            'quick': args.quick, 'threshold': THRESHOLD,
            'milp_self_check': checks, 'share_of_optimum': [],
            'gib': None}
     if not args.json:
-        print('planner API: %s%s' % (api, '' if api == 'settings' else (
-            ' (SpreadPlanner(min_improvement=1e-9): migration cost and '
-            'target imbalance are ignored)')))
         for c in checks:
             print('MILP self-check (2 hosts, 3 servers, K=1%s): moves %s, '
                   'std %.4f, expected %s / %.2f: %s' % (
