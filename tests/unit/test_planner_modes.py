@@ -348,6 +348,17 @@ class TestPack(testtools.TestCase):
                           for m in p.moves])
         self.assertEqual(['h3'], p.aggregates[0].freed_hosts)
 
+    def test_a_host_that_received_is_not_emptied_after(self):
+        # h1 0.1 and h2 0.1 (ties: h1 first), h3 empty. a goes to the
+        # fullest host that fits, h2 (0.2). Emptying h2 next would move a
+        # a second time and undo the consolidation: h2 is kept.
+        fl, snap = fakes.build({'h1': ['a'], 'h2': ['b'], 'h3': []})
+        p = self._plan(fl=fl, snap=snap)
+        self.assertEqual([('a', 'h1', 'h2')],
+                         [(m.server_id, m.source, m.destination)
+                          for m in p.moves])
+        self.assertEqual(['h1'], p.aggregates[0].freed_hosts)
+
     def test_no_pack_policy_no_moves(self):
         fl, snap = self._fleet()
         p = pack.PackPlanner().plan(fl, fakes.policy_set(), snap, 10)
