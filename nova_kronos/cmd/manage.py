@@ -365,8 +365,10 @@ def outcome_document(outcome):
     summed; each move has its own ``gib``, ``block_migration`` and
     ``estimated_seconds``), each aggregate's ``freed_hosts`` (hosts the
     plan empties), ``unmovable`` (servers a drain leaves behind, with the
-    reason) and ``waiting`` (dry run: servers a drain moves in a later
-    round, once room a planned move makes shows in Placement).
+    reason), ``deferred`` (servers a drain left for a later run because
+    the budget was spent; not an error) and ``waiting`` (dry run: servers
+    a drain moves in a later round, once room a planned move makes shows
+    in Placement).
     """
     settings = outcome.request.settings
     plan = outcome.plan
@@ -422,6 +424,8 @@ def outcome_document(outcome):
             sum(m.estimated_seconds for _, m in moves), 1),
         'unmovable': [{'server_id': sid, 'reason': why}
                       for sid, why in outcome.unmovable],
+        'deferred': [{'server_id': sid, 'reason': why}
+                     for sid, why in outcome.plans[-1].deferred],
         'waiting': [{'server_id': sid, 'reason': why}
                     for sid, why in ([] if outcome.executed
                                      else outcome.plans[-1].waiting)],
@@ -517,6 +521,11 @@ def render_table(outcome, out):
     if waiting:
         w('\nWaiting for room a planned move makes (%d):\n' % len(waiting))
         w(_table(['server', 'reason'], waiting))
+    deferred = outcome.plans[-1].deferred
+    if deferred:
+        w('\nLeft for a later run, the budget being spent (%d):\n'
+          % len(deferred))
+        w(_table(['server', 'reason'], deferred))
     if outcome.unmovable:
         w('\nLeft on the drained host(s) (%d):\n' % len(outcome.unmovable))
         w(_table(['server', 'reason'], outcome.unmovable))

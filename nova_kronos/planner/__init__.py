@@ -235,6 +235,9 @@ class Plan:
     #: planned move makes is seen by Nova's Placement (the next round of
     #: an executed run plans them).
     waiting: list = dataclasses.field(default_factory=list)
+    #: ``(server_id, reason)`` for servers a drain left for a later run
+    #: because the migration or GiB budget was spent.
+    deferred: list = dataclasses.field(default_factory=list)
     #: Which planner made it: ``spread``, ``pack`` or ``drain``.
     planner: str = None
 

@@ -34,7 +34,9 @@ Nova's rules are checked and still refuse the second move, the drained
 server *waits* (``Plan.waiting``) and the next round of an executed run,
 which reads the cloud again after the first move, plans it. A
 server that still fits nowhere is reported in ``Plan.unmovable`` with the
-constraints that refused it, and never stops the others.
+constraints that refused it, and never stops the others; servers left
+because the migration or GiB budget is spent are in ``Plan.deferred``
+(a later run moves them).
 
 The imbalance reported is taken over the aggregate's hosts without the
 drained ones (what remains once they are empty); the policies balanced are
@@ -133,17 +135,20 @@ class DrainPlanner:
                 break
         spent = len(result.moves) >= max_migrations
         for v in pending:
+            sid = st.servers[v].id
             if spent:
-                reason = ('not planned: the budget of %d live migration(s) '
-                          'is spent' % max_migrations)
+                result.deferred.append((sid, (
+                    'not planned: the budget of %d live migration(s) is '
+                    'spent' % max_migrations)))
             elif ctx.gib[v] > ctx.gib_left():
-                reason = ('not planned: %.1f GiB to copy, %.1f GiB of the '
-                          'budget left' % (ctx.gib[v], ctx.gib_left()))
+                result.deferred.append((sid, (
+                    'not planned: %.1f GiB to copy, %.1f GiB of the budget '
+                    'left' % (ctx.gib[v], ctx.gib_left()))))
             else:
-                reason = 'no host of its aggregate accepts it: %s' % (
-                    ', '.join('%s %d' % kv for kv in sorted(
-                        why.get(v, {}).items())) or 'no other host')
-            result.unmovable.append((st.servers[v].id, reason))
+                result.unmovable.append((sid, (
+                    'no host of its aggregate accepts it: %s' % (
+                        ', '.join('%s %d' % kv for kv in sorted(
+                            why.get(v, {}).items())) or 'no other host'))))
         # Servers that may not move at all stay too; say so.
         why_not = {name: reason for kind, name, reason in result.exclusions
                    if kind == 'server'}

@@ -151,7 +151,7 @@ class PackPlanner:
                  for p in range(len(st.policies))])
             # Fullest after the move first (best fit), as the pack
             # weigher ranks hosts.
-            score = np.where(ok, -(st.weights @ fill), np.inf)[None, :]
+            score = np.where(ok, -(st.weights @ fill), np.inf)   # [1, D]
             if ctx.feas is not None:
                 flat = ctx.feas.best(vv, dests, score)
                 ctx.feas.count(vv, dests, ok, rejections)

@@ -359,6 +359,26 @@ class TestPack(testtools.TestCase):
                           for m in p.moves])
         self.assertEqual(['h1'], p.aggregates[0].freed_hosts)
 
+    def test_with_nova_s_rules(self):
+        # The fake oracle allows flavor 'pinned' on h2 and h4 only: h3's
+        # server i (pinned) goes to the fuller of them, h2 (0.3 -> 0.4),
+        # not to h1; h2 is then kept, and h4's two servers go to h1.
+        from tests.unit import test_feasibility
+        fl, snap = self._fleet()
+        fl.servers['i'].flavor_name = 'pinned'
+        oracle = test_feasibility.RuleOracle({'pinned': {'h2', 'h4'}})
+        p = pack.PackPlanner().plan(
+            fl, fakes.policy_set(mode='pack'), snap, 10, oracle=oracle)
+        self.assertEqual([('i', 'h3', 'h2'), ('j', 'h4', 'h1'),
+                          ('k', 'h4', 'h1')],
+                         [(m.server_id, m.source, m.destination)
+                          for m in p.moves])
+        self.assertEqual(['h3', 'h4'], p.aggregates[0].freed_hosts)
+        # Every planned move was told to Nova's rules, and asked first.
+        self.assertEqual([(m.server_id, m.source, m.destination)
+                          for m in p.moves], oracle.moves)
+        self.assertIn(('pinned', 'h2'), oracle.asked)
+
     def test_no_pack_policy_no_moves(self):
         fl, snap = self._fleet()
         p = pack.PackPlanner().plan(fl, fakes.policy_set(), snap, 10)
@@ -492,9 +512,10 @@ class TestDrain(testtools.TestCase):
         fl, snap = fakes.build({'h1': list('abc'), 'h2': []})
         p = self._plan(fl, snap, budget=1)
         self.assertEqual(1, len(p.moves))
-        self.assertEqual(2, len(p.unmovable))
+        self.assertEqual([], p.unmovable)
+        self.assertEqual(2, len(p.deferred))
         self.assertIn('budget of 1 live migration(s) is spent',
-                      p.unmovable[0][1])
+                      p.deferred[0][1])
 
     def test_a_down_host_cannot_be_drained_by_live_migration(self):
         hosts = [fakes.host('h1', usable=False,

@@ -499,7 +499,10 @@ class TestSettingsDrainAndPack(RebalanceTestCase):
         # 5): the next run goes on.
         self.assertEqual(5, len(outcome.plan.moves))
         self.assertIn('budget of 5 live migration(s) is spent',
-                      outcome.unmovable[0][1])
+                      outcome.plan.deferred[0][1])
+        # Not an error: the next run goes on (exit 4, work found).
+        self.assertEqual([], outcome.unmovable)
+        self.assertEqual(manage.EXIT_WORK_FOUND, manage.exit_code(outcome))
 
     def test_pack_planner_by_name(self):
         outcome = self.run_once(planner='pack')
