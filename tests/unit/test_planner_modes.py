@@ -443,12 +443,9 @@ class TestDrain(testtools.TestCase):
                          [(m.server_id, m.destination) for m in p.moves])
         self.assertEqual([], p.unmovable)
 
-    def test_makes_room_when_nothing_fits(self):
-        # X (8 GiB) on h1 fits nowhere: h2 has 6 GiB free, h3 4 GiB. The
-        # least loaded host refused for room only, h3 (0.1), is tried
-        # first: moving v (4 GiB) to h2 (6 GiB free) frees 8 GiB on h3.
-        # v's move is planned first, then X's, both through h3 (so the
-        # executor runs them one after the other).
+    @staticmethod
+    def _room_fleet():
+        """X (8 GiB) on h1; h2 (10 GiB) holds 4 GiB, h3 (8 GiB) 4 GiB."""
         hosts = [fakes.host('h1'), fakes.host('h2', memory_mb=10240),
                  fakes.host('h3', memory_mb=8192)]
         fl, snap = fakes.build({'h1': ['X'], 'h2': ['Y', 'w'],
@@ -457,6 +454,15 @@ class TestDrain(testtools.TestCase):
         resize(fl, 'Y', memory_mb=2048)
         resize(fl, 'w', memory_mb=2048)
         resize(fl, 'v', memory_mb=4096)
+        return fl, snap
+
+    def test_makes_room_when_nothing_fits(self):
+        # X (8 GiB) on h1 fits nowhere: h2 has 6 GiB free, h3 4 GiB. The
+        # least loaded host refused for room only, h3 (0.1), is tried
+        # first: moving v (4 GiB) to h2 (6 GiB free) frees 8 GiB on h3.
+        # v's move is planned first, then X's, both through h3 (so the
+        # executor runs them one after the other).
+        fl, snap = self._room_fleet()
         p = self._plan(fl, snap)
         self.assertEqual([('v', 'h3', 'h2'), ('X', 'h1', 'h3')],
                          [(m.server_id, m.source, m.destination)
@@ -482,14 +488,7 @@ class TestDrain(testtools.TestCase):
             def record_move(self, server, source, destination):
                 return [destination]
 
-        hosts = [fakes.host('h1'), fakes.host('h2', memory_mb=10240),
-                 fakes.host('h3', memory_mb=8192)]
-        fl, snap = fakes.build({'h1': ['X'], 'h2': ['Y', 'w'],
-                                'h3': ['v']}, hosts=hosts)
-        resize(fl, 'X', memory_mb=8192)
-        resize(fl, 'Y', memory_mb=2048)
-        resize(fl, 'w', memory_mb=2048)
-        resize(fl, 'v', memory_mb=4096)
+        fl, snap = self._room_fleet()
         p = drain.DrainPlanner(['h1']).plan(fl, fakes.policy_set(), snap,
                                             10, oracle=PlacementLike())
         self.assertEqual([('v', 'h3', 'h2')],

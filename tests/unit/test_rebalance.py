@@ -359,14 +359,14 @@ class TestCommandExitCodes(RebalanceTestCase):
 
     extra_conf = ''
 
-    def main(self, *args):
+    def main(self, *args, action='rebalance'):
         path = os.path.join(os.path.dirname(self.policies_file), 'nova.conf')
         with open(path, 'w') as f:
             f.write('[kronos]\npolicies_file = %s\n' % self.policies_file)
             f.write('[kronos_rebalance]\nfeasibility = none\n'
                     'state_dir = %s\n%s' % (self.tmp, self.extra_conf))
         out, err = io.StringIO(), io.StringIO()
-        code = manage.main(['--config-file', path, 'kronos', 'rebalance']
+        code = manage.main(['--config-file', path, 'kronos', action]
                            + list(args), conn=NoConn(), out=out, err=err,
                            metric_source=SnapshotSource(self.snapshot))
         return code, out.getvalue(), err.getvalue()
@@ -521,16 +521,7 @@ class TestSettingsDrainAndPack(RebalanceTestCase):
 class TestDrainCommand(TestCommandExitCodes):
 
     def drain(self, *args):
-        path = os.path.join(os.path.dirname(self.policies_file), 'nova.conf')
-        with open(path, 'w') as f:
-            f.write('[kronos]\npolicies_file = %s\n' % self.policies_file)
-            f.write('[kronos_rebalance]\nfeasibility = none\n'
-                    'state_dir = %s\n' % self.tmp)
-        out, err = io.StringIO(), io.StringIO()
-        code = manage.main(['--config-file', path, 'kronos', 'drain']
-                           + list(args), conn=NoConn(), out=out, err=err,
-                           metric_source=SnapshotSource(self.snapshot))
-        return code, out.getvalue(), err.getvalue()
+        return self.main(*args, action='drain')
 
     def test_drain_dry_run_json(self):
         code, out, err = self.drain('--host', 'host1', '--format', 'json')
