@@ -88,8 +88,9 @@ class DrainPlanner:
         st, result = ctx.state, ctx.result
         drained = np.array(sorted(st.host_index[h] for h in self.hosts
                                   if h in st.host_index), dtype=int)
+        in_scope = {h for agg in fleet.aggregates for h in agg.hosts}
         for h in self.hosts:
-            if h not in fleet.hosts:
+            if h not in fleet.hosts or h not in in_scope:
                 result.exclusions.append(
                     ('host', h, 'not drained: not a host of the aggregates '
                      'in scope'))

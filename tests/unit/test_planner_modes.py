@@ -559,6 +559,16 @@ class TestDrain(testtools.TestCase):
                       p.exclusions)
         self.assertEqual(['h1'], p.aggregates[0].freed_hosts)
 
+    def test_a_host_outside_the_aggregates_is_said_not_drained(self):
+        # Found by the invariant tests: h0 is a fleet host in no
+        # aggregate of the scope; it used to be skipped silently.
+        fl, snap = fakes.build({'h0': ['a'], 'h1': [], 'h2': []})
+        fl.aggregates = [fleet.Aggregate('agg0', ('h1', 'h2'), 'az1')]
+        p = self._plan(fl, snap, hosts=('h0',))
+        self.assertEqual([], p.moves)
+        self.assertIn(('host', 'h0', 'not drained: not a host of the '
+                                     'aggregates in scope'), p.exclusions)
+
     def test_drained_hosts_never_receive(self):
         fl, snap = fakes.build({'h1': list('ab'), 'h2': list('cdef'),
                                 'h3': ['g']})
