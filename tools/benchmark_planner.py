@@ -15,7 +15,7 @@
 
 Usage: python tools/benchmark_planner.py [--scales 50/5000,200/20000,...]
        [--moves 50] [--groups 2000] [--planner spread|pack|drain]
-       [--aggressiveness 3] [--no-migration-cost] [--repeat 1]
+       [--aggressiveness 3] [--no-migration-cost] [--full-cold]
 
 For each scale (hosts/servers) prints the moves planned with the given
 settings (default: the defaults operators get), the wall time of the plan,
@@ -24,7 +24,9 @@ numpy arrays) and the process' peak resident size, and the imbalance
 before and after. Fleets are random but seeded: 70% of the servers crowd
 the first half of the hosts, server groups of 3 members cycle through the
 four policies, and RAM sizes are mixed (1 to 64 GiB) with load shares
-that do not depend on the size.
+that do not depend on the size. ``--full-cold`` leaves the least loaded
+half of the hosts without free RAM, so that every move towards them is
+refused for capacity.
 """
 
 import argparse
@@ -127,6 +129,13 @@ POLICIES = policies('spread')
 
 def run(n_hosts, n_servers, args):
     fl, snap = make(n_hosts, n_servers, args.groups)
+    if args.full_cold:
+        # The least loaded half has no RAM left: moves there are refused
+        # for capacity (memory-bound hosts with idle CPUs).
+        cpu = snap.data['cpu'].hosts
+        for h in sorted(fl.hosts.values(),
+                        key=lambda h: cpu[h.name])[:n_hosts // 2]:
+            h.memory_mb_capacity = h.memory_mb_used
     settings = planner.Settings(aggressiveness=args.aggressiveness,
                                 migration_cost=args.migration_cost)
     if args.planner == 'pack':
@@ -154,6 +163,9 @@ def main():
     ap.add_argument('--planner', choices=('spread', 'pack', 'drain'),
                     default='spread')
     ap.add_argument('--aggressiveness', type=int, default=3)
+    ap.add_argument('--full-cold', action='store_true',
+                    help='the least loaded half of the hosts has no RAM '
+                         'left (moves there are refused for capacity)')
     ap.add_argument('--migration-cost', default=True,
                     action=argparse.BooleanOptionalAction)
     args = ap.parse_args()

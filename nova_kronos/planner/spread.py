@@ -147,32 +147,46 @@ class SpreadPlanner:
             # Only hosts above a threshold give servers.
             movable &= over[np.maximum(local[st.src], 0)]
         min_gain = settings.min_gain if balancing else np.inf
-        order = np.argsort(st.weights @ sub_loads, kind='stable')
+        if not movable.any():
+            return None
+        # Windows are taken among the hosts that hold a movable server
+        # (sources) and those with room for the smallest one (a cold but
+        # full host would only fill a window with refusals).
+        small = np.nonzero(movable)[0]
+        dest_ok = (st.usable[h_idx]
+                   & (st.free_vcpus[h_idx] >= st.vcpus[small].min())
+                   & (st.free_memory_mb[h_idx] >= st.memory_mb[small].min()))
+        load = st.weights @ sub_loads
         k = self.prune_hosts
-        dest_ok = np.ones(len(h_idx), dtype=bool)
+        bounded = False
         while True:
-            pruned = k and len(h_idx) > 2 * k
+            srcs = np.nonzero(np.bincount(local[st.src[movable]],
+                                          minlength=len(h_idx)))[0]
+            dsts = np.nonzero(dest_ok)[0]
+            if not len(srcs) or not len(dsts):
+                return None
+            pruned = k and (len(srcs) > k or len(dsts) > k)
             if pruned:
-                mask = movable & np.isin(st.src, h_idx[order[-k:]])
-                dests = np.sort(order[:k])
+                top = srcs[np.argsort(load[srcs], kind='stable')[-k:]]
+                mask = movable & np.isin(local[st.src], top)
+                dests = np.sort(dsts[np.argsort(load[dsts],
+                                                kind='stable')[:k]])
             else:
-                mask, dests = movable, np.arange(len(h_idx))
-            dests = dests[dest_ok[dests]]
+                mask, dests = movable, dsts
             found = self._best_in(
                 ctx, h_idx, local, np.nonzero(mask)[0], dests, sub_loads,
                 current, over, min_gain, rejections)
             if found is not None or not pruned:
                 return found
-            if k == self.prune_hosts:
+            if not bounded:
                 # Before widening: keep only the hosts a qualifying move
                 # can still come from or go to.
                 bound = gain_bound(sub_loads, st.weights,
                                    st.capacity[:, h_idx])
                 pair_ok = (bound >= min_gain) | (over[:, None] & (bound > 0))
                 movable &= pair_ok.any(axis=1)[np.maximum(local[st.src], 0)]
-                dest_ok = pair_ok.any(axis=0)
-                if not movable.any() or not dest_ok.any():
-                    return None
+                dest_ok &= pair_ok.any(axis=0)
+                bounded = True
             k *= 4
 
     def _best_in(self, ctx, h_idx, local, v_idx, dests, sub_loads, current,
