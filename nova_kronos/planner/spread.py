@@ -118,11 +118,13 @@ class SpreadPlanner:
             ctx.move(v, dst, agg.name, ctx.reason(v, dst, h_idx), cur, new)
         return ctx.finish()
 
-    def best_move(self, ctx, h_idx, rejections, sources=None):
+    def best_move(self, ctx, h_idx, rejections):
         """The best qualifying move inside the hosts ``h_idx``, or None.
 
-        :param sources: optional host indexes whose servers are the
-            candidates (default: every host of ``h_idx``).
+        :param ctx: the plan's :class:`~nova_kronos.planner.base.Context`.
+        :param h_idx: int array of the aggregate's host indexes.
+        :param rejections: dict filled with the candidates each constraint
+            rejected in this step.
         :returns: ``(rank, v, dst, imbalance now, imbalance after)``;
             lower ``rank`` is better (minus the gain, per cost unit with
             ``migration_cost``).
@@ -141,8 +143,6 @@ class SpreadPlanner:
         local = np.full(len(st.host_names), -1, dtype=int)
         local[h_idx] = np.arange(len(h_idx))
         movable = (local[st.src] >= 0) & ~st.moved
-        if sources is not None:
-            movable &= np.isin(st.src, sources)
         if not balancing:
             # Only hosts above a threshold give servers.
             movable &= over[np.maximum(local[st.src], 0)]
