@@ -78,7 +78,8 @@ class PackPlanner:
         emptied = set()
         for i, (agg, h_idx) in enumerate(ctx.scopes):
             load = st.weights @ st.loads[:, h_idx]
-            held = np.array([ctx.gib[st.src == h].sum() for h in h_idx])
+            held = np.bincount(st.src, weights=ctx.gib,
+                               minlength=len(st.host_names))[h_idx]
             order = np.lexsort((held if self.settings.migration_cost
                                 else np.zeros(len(h_idx)), load))
             for h in h_idx[order]:
