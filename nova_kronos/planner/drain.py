@@ -232,6 +232,12 @@ class DrainPlanner:
             return False
         other = tuple((n, c) for n, c in self.constraints
                       if n not in _ROOM)
+        # Servers that may make room, by host (one pass, not one per host).
+        on_host = {}
+        waiting = set(pending)
+        for y in np.flatnonzero(~st.moved):
+            if y not in waiting:
+                on_host.setdefault(int(st.src[y]), []).append(y)
         for x in pending:
             for i in self._scope_of.get(int(st.src[x]), ()):
                 agg, h_idx = ctx.scopes[i]
@@ -243,12 +249,12 @@ class DrainPlanner:
                 hosts = hosts[np.argsort(st.weights @ st.loads[:, hosts],
                                          kind='stable')]
                 for c in hosts:
-                    if self._room_on(ctx, x, c, pending):
+                    if self._room_on(ctx, x, c, on_host.get(int(c), ())):
                         pending.remove(x)
                         return True
         return False
 
-    def _room_on(self, ctx, x, c, pending):
+    def _room_on(self, ctx, x, c, others):
         """Move one server off host ``c``, then ``x`` there; True if done.
 
         Both moves are tried on the planning state first and planned only
@@ -256,13 +262,12 @@ class DrainPlanner:
         (an oracle) still refuse it, as Placement does until the first
         migration is over, only the first move is planned and ``x`` waits
         (``Plan.waiting``).
+
+        :param others: candidate indexes on ``c`` that may move.
         """
         st = ctx.state
-        ys = [y for y in np.nonzero((st.src == c) & ~st.moved)[0]
-              if y not in pending]
-        ys.sort(key=lambda y: (st.memory_mb[y], st.vcpus[y],
-                               st.servers[y].id))
-        for y in ys:
+        for y in sorted(others, key=lambda y: (st.memory_mb[y], st.vcpus[y],
+                                               st.servers[y].id)):
             if ctx.gib[y] + ctx.gib[x] > ctx.gib_left():
                 continue
             found = self._best(ctx, y, {}, exclude=(c,))
