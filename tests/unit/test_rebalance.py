@@ -608,3 +608,40 @@ class TestDrainRounds(RebalanceTestCase):
         manage.render_table(outcome, out)
         self.assertIn('Waiting for room a planned move makes (1):',
                       out.getvalue())
+
+
+class TestDrainScope(testtools.TestCase):
+    """Which aggregates a drain works in (inventory.scope_names)."""
+
+    class Conn:
+        def __init__(self, aggregates):
+            self.compute = self
+            self._aggregates = aggregates
+
+        def aggregates(self):
+            return list(self._aggregates)
+
+    def conn(self):
+        from types import SimpleNamespace as Agg
+        return self.Conn([
+            Agg(name='a1', hosts=['h1', 'h2'], availability_zone='az1'),
+            Agg(name='a2', hosts=['h2', 'h3'], availability_zone='az1'),
+            Agg(name='a3', hosts=['h4'], availability_zone='az2')])
+
+    def test_every_aggregate_holding_a_drained_host(self):
+        self.assertEqual(['a1', 'a2'], inventory.scope_names(
+            self.conn(), hosts=('h2',)))
+        self.assertEqual(['a1', 'a3'], inventory.scope_names(
+            self.conn(), hosts=('h1', 'h4')))
+
+    def test_named_aggregates_win(self):
+        self.assertEqual(['a2'], inventory.scope_names(
+            self.conn(), aggregates=['a2'], hosts=('h2',)))
+
+    def test_a_host_outside_the_scope_is_bad_input(self):
+        e = self.assertRaises(inventory.ScopeError, inventory.scope_names,
+                              self.conn(), aggregates=['a1'], hosts=('h3',))
+        self.assertIn('host h3 is in no host aggregate of the scope', str(e))
+        e = self.assertRaises(inventory.ScopeError, inventory.scope_names,
+                              self.conn(), hosts=('nosuch',))
+        self.assertIn('host nosuch', str(e))
