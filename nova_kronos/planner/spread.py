@@ -202,41 +202,42 @@ class SpreadPlanner:
         if not len(v_idx):
             return None
         d_glob = h_idx[dests]
+
+        def pick(score, predicted, vc, flat):
+            row, col = divmod(flat, len(dests))
+            return (float(score.flat[flat]), int(vc[row]), int(d_glob[col]),
+                    current, float(predicted.flat[flat]))
+
         parts = base.chunks(len(v_idx), len(dests))
         tops = []
         best = None
         for rows in parts:
-            score, predicted = self._score(ctx, h_idx, local, v_idx[rows],
-                                           dests, sub_loads, current, over,
+            vc = v_idx[rows]
+            score, predicted = self._score(ctx, h_idx, local, vc, dests,
+                                           sub_loads, current, over,
                                            min_gain, rejections)
             flat = int(np.argmin(score))
             if not np.isfinite(score.flat[flat]):
                 continue
             if ctx.feas is not None:
-                tops.append((float(score.flat[flat]), rows))
-                continue
-            if best is None or score.flat[flat] < best[0]:
-                row, col = divmod(flat, len(dests))
-                best = (float(score.flat[flat]), int(v_idx[rows][row]),
-                        int(d_glob[col]), current,
-                        float(predicted.flat[flat]))
+                # Keep the arrays of a lone chunk; rescore the others.
+                tops.append((float(score.flat[flat]), rows,
+                             (score, predicted) if len(parts) == 1
+                             else None))
+            elif best is None or score.flat[flat] < best[0]:
+                best = pick(score, predicted, vc, flat)
         tops.sort(key=lambda t: t[0])
-        for top, rows in tops:
+        for top, rows, kept in tops:
             if best is not None and top >= best[0]:
                 break
             vc = v_idx[rows]
-            if len(parts) > 1:
-                score, predicted = self._score(
-                    ctx, h_idx, local, vc, dests, sub_loads, current, over,
-                    min_gain, None)
+            score, predicted = kept or self._score(
+                ctx, h_idx, local, vc, dests, sub_loads, current, over,
+                min_gain, None)
             flat = ctx.feas.best(vc, d_glob, score)
-            if flat is None:
-                continue
-            row, col = divmod(flat, len(dests))
-            if best is None or score.flat[flat] < best[0]:
-                best = (float(score.flat[flat]), int(vc[row]),
-                        int(d_glob[col]), current,
-                        float(predicted.flat[flat]))
+            if flat is not None and (best is None
+                                     or score.flat[flat] < best[0]):
+                best = pick(score, predicted, vc, flat)
         return best
 
     def _score(self, ctx, h_idx, local, vc, dests, sub_loads, current, over,

@@ -281,6 +281,27 @@ class TestChunks(testtools.TestCase):
         self.assertEqual(whole, run())
         self.assertTrue(whole)
 
+    def test_chunks_rescored_for_nova_s_rules_plan_the_same_moves(self):
+        # With an oracle the chunks are scored again, best first.
+        from tests.unit import test_feasibility
+        layout = {'h%d' % i: ['s%d-%d' % (i, j) for j in range(9 - i)]
+                  for i in range(8)}
+
+        def run():
+            fl, snap = fakes.build(layout, share=0.05)
+            for s in fl.servers.values():
+                s.flavor_name = 'ssd' if s.id.endswith('-0') else 'std'
+            oracle = test_feasibility.RuleOracle({'ssd': {'h0', 'h1'}})
+            return [(m.server_id, m.destination)
+                    for m in spread.SpreadPlanner(planner.Settings(
+                        aggressiveness=5)).plan(
+                            fl, fakes.policy_set(), snap, 8,
+                            oracle=oracle).moves]
+        whole = run()
+        self.patch(base, 'CHUNK_PAIRS', 5)
+        self.assertEqual(whole, run())
+        self.assertTrue(whole)
+
 
 class TestPack(testtools.TestCase):
 
