@@ -59,6 +59,8 @@ class Context:
     :ivar rejections: per scope, constraint name -> rejected candidates
         in the last step.
     :ivar spent_gib: GiB of the moves planned so far.
+    :ivar idle: no enabled policy is of the planner's mode (the state's
+        weights are then all 0 and nothing is to be planned).
     """
 
     result: object
@@ -72,6 +74,7 @@ class Context:
     before: list = dataclasses.field(default_factory=list)
     rejections: list = dataclasses.field(default_factory=list)
     spent_gib: float = 0.0
+    idle: bool = False
 
     def gib_left(self):
         """GiB the plan may still copy (inf without a limit)."""
@@ -111,9 +114,8 @@ class Context:
     def snapshot(self, h_idx):
         """``(imbalance, {policy: dispersion}, {policy: {host: load}})``."""
         st = self.state
-        sub = st.loads[:, h_idx]
-        disp = np.atleast_1d(scoring.dispersion(sub))
-        return (scoring.imbalance(sub, st.weights),
+        disp = np.atleast_1d(scoring.dispersion(st.loads[:, h_idx]))
+        return (self.imbalance(h_idx),
                 {p.name: float(disp[i]) for i, p in enumerate(st.policies)},
                 {p.name: {st.host_names[h]: float(st.loads[i, h])
                           for h in h_idx}
@@ -184,8 +186,8 @@ def prepare(fleet, policy_set, snapshot, settings, mode, oracle=None,
     :param mode: ``'spread'`` or ``'pack'``: the policies of this mode are
         the ones balanced (weights renormalised to sum to 1); the others
         still bound destinations by their thresholds. With no enabled
-        policy of the mode, an exclusion says so and ``state.weights`` is
-        None.
+        policy of the mode, an exclusion says so, ``state.weights`` are 0
+        and the context is ``idle``.
     :param fallback: with no enabled policy of ``mode``, balance every
         enabled policy by its weight instead (the drain planner's choice:
         its servers must go somewhere) and say nothing.
@@ -289,13 +291,12 @@ def prepare(fleet, policy_set, snapshot, settings, mode, oracle=None,
     w = np.array([p.weight if p.mode == mode else 0.0 for p in policies])
     if not w.sum() > 0 and fallback:
         w = np.array([p.weight for p in policies])
-    if w.sum() > 0:
-        st.weights = w / w.sum()
-    else:
+    idle = not w.sum() > 0
+    if idle:
         result.exclusions.append(
             ('policy', '*', 'no %s-mode policy is enabled: nothing for the '
              '%s planner to balance' % (mode, mode)))
-        st.weights = None
+    st.weights = w if idle else w / w.sum()
 
     gib_block = [settings.move_gib(s) for s in st.servers]
     gib = np.array([g for g, _ in gib_block], dtype=float)
@@ -308,10 +309,9 @@ def prepare(fleet, policy_set, snapshot, settings, mode, oracle=None,
     ctx = Context(result=result, state=st, feas=feas, scopes=scopes,
                   gib=gib, block=block,
                   cost=gib + planner.MIGRATION_OVERHEAD_GIB,
-                  settings=settings)
+                  settings=settings, idle=idle)
     ctx.rejections = [{} for _ in scopes]
-    if st.weights is not None:
-        ctx.before = [ctx.snapshot(h_idx) for _, h_idx in scopes]
+    ctx.before = [ctx.snapshot(h_idx) for _, h_idx in scopes]
     return ctx
 
 

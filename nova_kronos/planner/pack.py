@@ -63,9 +63,7 @@ class PackPlanner:
         ctx = base.prepare(fleet, policy_set, snapshot, self.settings,
                            'pack', oracle=oracle, memory=memory)
         st, result = ctx.state, ctx.result
-        if st.weights is None:
-            st.weights = np.zeros(len(st.policies))
-            ctx.before = [ctx.snapshot(h) for _, h in ctx.scopes]
+        if ctx.idle:
             return ctx.finish()
         # Hosts holding a server that may not move cannot be emptied.
         candidates = {s.id for s in st.servers}

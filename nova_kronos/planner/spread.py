@@ -99,9 +99,7 @@ class SpreadPlanner:
         """
         ctx = base.prepare(fleet, policy_set, snapshot, self.settings,
                            'spread', oracle=oracle, memory=memory)
-        if ctx.state.weights is None:
-            ctx.state.weights = np.zeros(len(ctx.state.policies))
-            ctx.before = [ctx.snapshot(h) for _, h in ctx.scopes]
+        if ctx.idle:
             return ctx.finish()
         result = ctx.result
         while len(result.moves) < max_migrations:
