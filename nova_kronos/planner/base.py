@@ -76,6 +76,20 @@ class Context:
     spent_gib: float = 0.0
     idle: bool = False
 
+    def staying(self, fleet):
+        """Servers that may not move, by host: {host name: [server id]}.
+
+        Every server of the fleet that is not a candidate (not ACTIVE,
+        migrating, cooling down, without data, left out by Nova's rules),
+        ids sorted; the exclusions say why for each.
+        """
+        candidates = {s.id for s in self.state.servers}
+        out = {}
+        for sid in sorted(fleet.servers):
+            if sid not in candidates:
+                out.setdefault(fleet.servers[sid].host, []).append(sid)
+        return out
+
     def gib_left(self):
         """GiB the plan may still copy (inf without a limit)."""
         limit = self.settings.max_migrated_gib

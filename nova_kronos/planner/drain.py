@@ -78,8 +78,9 @@ class DrainPlanner:
         """Plan the drain of ``self.hosts``; see the module docstring.
 
         Arguments as :meth:`nova_kronos.planner.spread.SpreadPlanner.plan`.
-        Servers left on a drained host are in ``Plan.unmovable`` (or, when
-        they may not move at all, in ``Plan.exclusions``); a drained host
+        Servers left on a drained host are in ``Plan.unmovable`` (those
+        that may not move at all too, with the exclusion's reason),
+        ``Plan.deferred`` (budget spent) or ``Plan.waiting``; a drained host
         emptied by the plan is in its aggregate's ``freed_hosts``.
         """
         ctx = base.prepare(fleet, policy_set, snapshot, self.settings,
@@ -153,18 +154,15 @@ class DrainPlanner:
         # Servers that may not move at all stay too; say so.
         why_not = {name: reason for kind, name, reason in result.exclusions
                    if kind == 'server'}
-        candidates = {s.id for s in st.servers}
-        drained_names = {st.host_names[h] for h in drained}
-        stuck = set()
-        for s in sorted(fleet.servers.values(), key=lambda s: s.id):
-            if s.host in drained_names and s.id not in candidates:
-                stuck.add(s.host)
+        staying = ctx.staying(fleet)
+        for h in drained:
+            for sid in staying.get(st.host_names[h], ()):
                 result.unmovable.append(
-                    (s.id, why_not.get(s.id, 'not a candidate')))
+                    (sid, why_not.get(sid, 'not a candidate')))
         left = set(st.src[~st.moved].tolist())
         freed = [[st.host_names[h] for h in drained
                   if st.host_names[h] in agg.hosts and h not in left
-                  and st.host_names[h] not in stuck]
+                  and st.host_names[h] not in staying]
                  for agg, _ in ctx.scopes]
         return ctx.finish(freed)
 

@@ -66,11 +66,7 @@ class PackPlanner:
         if ctx.idle:
             return ctx.finish()
         # Hosts holding a server that may not move cannot be emptied.
-        candidates = {s.id for s in st.servers}
-        stuck = {}
-        for s in sorted(fleet.servers.values(), key=lambda s: s.id):
-            if s.id not in candidates:
-                stuck.setdefault(s.host, s.id)
+        stuck = ctx.staying(fleet)
         freed = [[] for _ in ctx.scopes]
         received = set()
         emptied = set()
@@ -88,7 +84,7 @@ class PackPlanner:
                 if name in stuck:
                     result.exclusions.append((
                         'host', name, 'not emptied: server %s on it may not '
-                        'move' % stuck[name]))
+                        'move' % stuck[name][0]))
                     continue
                 if not len(servers):
                     continue
