@@ -184,6 +184,21 @@ class Outcome:
                                        else [])
 
     @property
+    def waiting(self):
+        """Dry run: servers a drain moves in a later round (last plan).
+
+        Empty once executed: they then count as :attr:`unmovable`.
+        """
+        if self.executed or not self.plans:
+            return []
+        return list(self.plans[-1].waiting)
+
+    @property
+    def deferred(self):
+        """Servers a drain left for a later run (budget spent; last plan)."""
+        return list(self.plans[-1].deferred) if self.plans else []
+
+    @property
     def work_found(self):
         """A dry run planned at least one move."""
         return not self.request.execute and bool(self.plan.moves)

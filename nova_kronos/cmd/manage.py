@@ -425,10 +425,9 @@ def outcome_document(outcome):
         'unmovable': [{'server_id': sid, 'reason': why}
                       for sid, why in outcome.unmovable],
         'deferred': [{'server_id': sid, 'reason': why}
-                     for sid, why in outcome.plans[-1].deferred],
+                     for sid, why in outcome.deferred],
         'waiting': [{'server_id': sid, 'reason': why}
-                    for sid, why in ([] if outcome.executed
-                                     else outcome.plans[-1].waiting)],
+                    for sid, why in outcome.waiting],
     }
 
 
@@ -517,15 +516,14 @@ def render_table(outcome, out):
           'the other (a lower bound: pages dirtied meanwhile are sent '
           'again)\n' % (total, _duration(st.seconds(total)),
                         st.migration_rate))
-    waiting = [] if outcome.executed else outcome.plans[-1].waiting
-    if waiting:
-        w('\nWaiting for room a planned move makes (%d):\n' % len(waiting))
-        w(_table(['server', 'reason'], waiting))
-    deferred = outcome.plans[-1].deferred
-    if deferred:
+    if outcome.waiting:
+        w('\nWaiting for room a planned move makes (%d):\n'
+          % len(outcome.waiting))
+        w(_table(['server', 'reason'], outcome.waiting))
+    if outcome.deferred:
         w('\nLeft for a later run, the budget being spent (%d):\n'
-          % len(deferred))
-        w(_table(['server', 'reason'], deferred))
+          % len(outcome.deferred))
+        w(_table(['server', 'reason'], outcome.deferred))
     if outcome.unmovable:
         w('\nLeft on the drained host(s) (%d):\n' % len(outcome.unmovable))
         w(_table(['server', 'reason'], outcome.unmovable))
