@@ -181,7 +181,7 @@ def _read(conn, wanted, availability_zone, hosts=()):
     hosts = []
     for name in sorted(hosts_in_scope):
         svc = services.get(name)
-        reason = None
+        reason, disabled = None, False
         if svc is None:
             reason = 'no nova-compute service'
         elif svc.is_forced_down:
@@ -191,11 +191,10 @@ def _read(conn, wanted, availability_zone, hosts=()):
         elif svc.status != 'enabled':
             reason = 'nova-compute is disabled (%s)' % (
                 svc.disabled_reason or 'no reason given')
+            disabled = True
         host = fleet.Host(name=name, availability_zone=zone_of.get(name),
                           usable=reason is None, unusable_reason=reason,
-                          disabled=reason is not None and svc is not None
-                          and svc.status != 'enabled'
-                          and svc.state == 'up' and not svc.is_forced_down)
+                          disabled=disabled)
         for hv in hypervisors.get(name, ()):
             host.node_uuids += (hv.id,)
             host.node_names += (hv.name,)
